@@ -1,0 +1,89 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/airlockhq/airlock/edge"
+)
+
+func newDevCmd(g *globalFlags) *cobra.Command {
+	opts := stackOptions{}
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Start a whole local Airlock: CA, edge, connector and a demo MCP server",
+		Long: "Start a complete local deployment in one process: a CA in --dir (created on first\n" +
+			"use, reused after), an edge on --addr, a connector with its tunnels, and a demo\n" +
+			"internal MCP server that only the connector can reach. Writes DIR/dev.json and\n" +
+			"prints commands to call it. Ctrl-C shuts everything down cleanly.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("log-format") {
+				g.logFormat = "text"
+			}
+			logger, err := g.logger()
+			if err != nil {
+				return err
+			}
+			opts.logger = logger
+			s, err := startStack(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
+			dir, _ := filepath.Abs(opts.dir)
+			file, err := writeDevInfo(dir, s.info)
+			if err != nil {
+				s.stop()
+				return err
+			}
+			printWelcome(cmd.OutOrStdout(), s.info, file)
+			<-cmd.Context().Done()
+			fmt.Fprintln(cmd.OutOrStdout(), "\nshutting down")
+			s.stop()
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.dir, "dir", "./airlock-dev", "data folder of the local deployment (created if missing)")
+	f.StringVar(&opts.addr, "addr", edge.DefaultListen, "edge address for agents (TCP) and connectors (UDP)")
+	f.StringVar(&opts.opsAddr, "ops-addr", "127.0.0.1:0", "metrics and health address")
+	f.BoolVar(&opts.stateless, "stateless", false, "run the demo MCP server stateless (MCP 2026-07-28 style, no sessions)")
+	return cmd
+}
+
+func printWelcome(w io.Writer, info devInfo, file string) {
+	url := info.Resources[devResource]
+	curl := fmt.Sprintf("curl -sS --cacert %s --cert %s --key %s", info.CACert, info.AgentCert, info.AgentKey)
+	fmt.Fprintf(w, `
+Airlock is running locally.
+
+  edge (agents)      %s
+  MCP endpoint       %s
+  metrics            %s
+  details            %s
+
+The demo MCP server listens on a loopback port that only the connector uses;
+agents reach it through the edge and the QUIC tunnel with an agent certificate.
+
+Try it (MCP over plain curl):
+
+  %s -X POST %s \
+    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+    -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}' -D -
+
+Then, with the Mcp-Session-Id header from that answer:
+
+  %s -X POST %s -H 'Mcp-Session-Id: <id>' -H 'MCP-Protocol-Version: 2025-11-25' \
+    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+    -d '{"jsonrpc":"2.0","id":2,"method":"tools/list"}'
+
+Without the certificate the edge refuses:
+
+  curl -sS --cacert %s -X POST %s -d '{}'
+
+Press Ctrl-C to stop.
+`, info.EdgeURL, url, info.MetricsURL, file, curl, url, curl, url, info.CACert, url)
+}

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/airlockhq/airlock/certs"
+	"github.com/airlockhq/airlock/connector"
+	"github.com/airlockhq/airlock/edge"
+	"github.com/airlockhq/airlock/examples/demoserver"
+)
+
+// Names used by the local deployment.
+const (
+	devConnector = "dev-connector"
+	devAgent     = "dev-agent"
+	devResource  = "demo"
+	// devCertLifetime is long enough for a working day; the quickstart
+	// issues fresh certificates on every start.
+	devCertLifetime = 12 * time.Hour
+)
+
+// devInfo is dev.json: what scripts need to call the local deployment.
+// Paths are absolute.
+type devInfo struct {
+	EdgeURL    string            `json:"edge_url"`
+	CACert     string            `json:"ca_cert"`
+	AgentCert  string            `json:"agent_cert"`
+	AgentKey   string            `json:"agent_key"`
+	Resources  map[string]string `json:"resources"`
+	MetricsURL string            `json:"metrics_url,omitempty"`
+}
+
+// stack is a whole local deployment in one process: CA, edge, connector
+// and the demo MCP server.
+type stack struct {
+	info    devInfo
+	edge    *edge.Edge
+	conn    *connector.Connector
+	demo    *http.Server
+	stopped chan error
+	cancel  context.CancelFunc
+}
+
+type stackOptions struct {
+	dir       string
+	addr      string
+	opsAddr   string
+	stateless bool
+	logger    *slog.Logger
+}
+
+// startStack brings up the deployment in opts.dir, creating the CA on
+// first use, and returns once the connector's tunnels are up.
+func startStack(ctx context.Context, opts stackOptions) (*stack, error) {
+	dir, err := filepath.Abs(opts.dir)
+	if err != nil {
+		return nil, err
+	}
+	ca, err := openOrInitCA(filepath.Join(dir, "edge"))
+	if err != nil {
+		return nil, err
+	}
+	agentCert, agentKey, err := issueFiles(ctx, ca, certs.KindAgent, devAgent, filepath.Join(dir, "agent"))
+	if err != nil {
+		return nil, err
+	}
+	connCert, connKey, err := issueFiles(ctx, ca, certs.KindConnector, devConnector, filepath.Join(dir, "connector"))
+	if err != nil {
+		return nil, err
+	}
+	caFile := filepath.Join(dir, "ca.crt")
+	if err := certs.WriteCertificates(caFile, ca.Root()); err != nil {
+		return nil, err
+	}
+
+	demoURL, demo, err := startDemo(dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	s := &stack{demo: demo, stopped: make(chan error, 1)}
+	if err := s.startEdge(ctx, dir, opts); err != nil {
+		demo.Close()
+		return nil, err
+	}
+	cc := connector.Config{
+		Name:       devConnector,
+		Edges:      []string{s.edge.TunnelAddr().String()},
+		CAFile:     caFile,
+		CertFile:   connCert,
+		KeyFile:    connKey,
+		DrainGrace: 5 * time.Second,
+		Resources:  []connector.Resource{{Name: devResource, URL: demoURL}},
+	}.WithDefaults()
+	if s.conn, err = connector.New(cc, connector.Options{Logger: opts.logger}); err != nil {
+		s.edge.Shutdown(ctx)
+		demo.Close()
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	go func() { s.stopped <- s.conn.Run(runCtx) }()
+	if err := waitConnected(ctx, s.conn, cc.Connections); err != nil {
+		s.stop()
+		return nil, err
+	}
+
+	edgeURL := "https://" + s.edge.Addr().String()
+	s.info = devInfo{
+		EdgeURL:   edgeURL,
+		CACert:    caFile,
+		AgentCert: agentCert,
+		AgentKey:  agentKey,
+		Resources: map[string]string{devResource: edgeURL + "/mcp/" + devResource},
+	}
+	if a := s.edge.OpsAddr(); a != nil {
+		s.info.MetricsURL = "http://" + a.String() + "/metrics"
+	}
+	return s, nil
+}
+
+func (s *stack) startEdge(ctx context.Context, dir string, opts stackOptions) error {
+	ec := edge.Config{
+		DataDir:       filepath.Join(dir, "edge"),
+		Listen:        opts.addr,
+		OpsListen:     opts.opsAddr,
+		ShutdownGrace: 5 * time.Second,
+		Resources:     []edge.Resource{{Name: devResource, Connectors: []string{devConnector}}},
+	}.WithDefaults()
+	e, err := edge.New(ec, opts.logger)
+	if err != nil {
+		return err
+	}
+	if err := e.Start(ctx); err != nil {
+		return err
+	}
+	s.edge = e
+	return nil
+}
+
+// stop drains the connector, then shuts the edge and the demo server down.
+func (s *stack) stop() {
+	s.cancel()
+	<-s.stopped
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.edge.Shutdown(ctx)
+	s.demo.Shutdown(ctx)
+}
+
+func openOrInitCA(edgeDir string) (*certs.Authority, error) {
+	caDir := edge.CADir(edgeDir)
+	ca, err := certs.Load(caDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return certs.Init(caDir, certs.DefaultTrustDomain)
+	}
+	return ca, err
+}
+
+func issueFiles(ctx context.Context, ca *certs.Authority, kind certs.Kind, name, dir string) (string, string, error) {
+	cred, err := ca.Issue(ctx, certs.SignRequest{Kind: kind, Name: name, Lifetime: devCertLifetime})
+	if err != nil {
+		return "", "", err
+	}
+	certFile, keyFile := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	return certFile, keyFile, cred.WriteFiles(certFile, keyFile)
+}
+
+func startDemo(dir string, opts stackOptions) (string, *http.Server, error) {
+	sandbox := filepath.Join(dir, "sandbox")
+	if err := os.MkdirAll(sandbox, 0o755); err != nil {
+		return "", nil, err
+	}
+	readme := filepath.Join(sandbox, "welcome.txt")
+	if _, err := os.Stat(readme); errors.Is(err, os.ErrNotExist) {
+		os.WriteFile(readme, []byte("Hello from a private folder behind Airlock.\n"), 0o644)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, fmt.Errorf("starting demo MCP server: %w", err)
+	}
+	h := demoserver.Handler(demoserver.Options{SandboxDir: sandbox, Logger: opts.logger}, opts.stateless)
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return "http://" + ln.Addr().String() + "/mcp", srv, nil
+}
+
+func waitConnected(ctx context.Context, c *connector.Connector, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for c.Connected() < n {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the connector's tunnels: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+func writeDevInfo(dir string, info devInfo) (string, error) {
+	file := filepath.Join(dir, "dev.json")
+	data, err := json.MarshalIndent(info, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	return file, os.WriteFile(file, append(data, '\n'), 0o644)
+}

@@ -1,0 +1,145 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/airlockhq/airlock/pkg/logkey"
+	"github.com/airlockhq/airlock/pkg/tunnel"
+)
+
+// helloTimeout bounds the wait for the edge's answer to a hello.
+const helloTimeout = 10 * time.Second
+
+// RefusedError is returned when an edge refuses the connector's hello.
+type RefusedError struct {
+	Edge   string
+	Reason string
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("edge %s refused connector: %s", e.Edge, e.Reason)
+}
+
+// session is one QUIC connection to an edge.
+type session struct {
+	c      *Connector
+	conn   *quic.Conn
+	addr   string
+	logger *slog.Logger
+	acked  atomic.Bool
+
+	// ctrlMu serializes writes on the control stream.
+	ctrlMu sync.Mutex
+	ctrl   *quic.Stream
+}
+
+// serve says hello, then accepts request streams until the connection
+// ends.
+func (s *session) serve(ctx context.Context) error {
+	if err := s.hello(ctx); err != nil {
+		s.conn.CloseWithError(tunnel.CodeProtocol, "hello failed")
+		return err
+	}
+	s.acked.Store(true)
+	s.logger.Info("tunnel up", logkey.RemoteAddr, s.conn.RemoteAddr().String())
+	if s.c.draining.Load() {
+		s.sendDrain()
+	}
+	go s.readControl()
+
+	for {
+		str, err := s.conn.AcceptStream(s.conn.Context())
+		if err != nil {
+			return fmt.Errorf("tunnel to %s lost: %w", s.addr, context.Cause(s.conn.Context()))
+		}
+		s.c.inFlight.Add(1)
+		go func() {
+			defer s.c.inFlight.Add(-1)
+			s.c.relay(str, s.logger)
+		}()
+	}
+}
+
+func (s *session) hello(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, helloTimeout)
+	defer cancel()
+	ctrl, err := s.conn.OpenStreamSync(ctx)
+	if err != nil {
+		return fmt.Errorf("opening control stream to %s: %w", s.addr, err)
+	}
+	s.ctrl = ctrl
+	names := make([]string, 0, len(s.c.upstream))
+	for name := range s.c.upstream {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	hello := &tunnel.Hello{
+		Version:   tunnel.Version,
+		Name:      s.c.cfg.Name,
+		Instance:  s.c.instance,
+		Resources: names,
+		Software:  Software,
+	}
+	if err := s.writeControl(&tunnel.Message{Type: tunnel.TypeHello, Hello: hello}); err != nil {
+		return err
+	}
+
+	ctrl.SetReadDeadline(time.Now().Add(helloTimeout))
+	var answer tunnel.Message
+	if err := tunnel.ReadFrame(ctrl, &answer); err != nil {
+		return fmt.Errorf("reading answer to hello from %s: %w", s.addr, err)
+	}
+	ctrl.SetReadDeadline(time.Time{})
+	if err := answer.Validate(); err != nil {
+		return fmt.Errorf("reading answer to hello from %s: %w", s.addr, err)
+	}
+	switch answer.Type {
+	case tunnel.TypeAck:
+		return nil
+	case tunnel.TypeRefusal:
+		return &RefusedError{Edge: s.addr, Reason: answer.Refusal.Reason}
+	default:
+		return fmt.Errorf("edge %s answered hello with %q", s.addr, answer.Type)
+	}
+}
+
+func (s *session) writeControl(m *tunnel.Message) error {
+	s.ctrlMu.Lock()
+	defer s.ctrlMu.Unlock()
+	return tunnel.WriteFrame(s.ctrl, m)
+}
+
+func (s *session) sendDrain() {
+	if !s.acked.Load() {
+		return
+	}
+	err := s.writeControl(&tunnel.Message{Type: tunnel.TypeDrain, Drain: &tunnel.Drain{}})
+	if err != nil {
+		s.logger.Warn("sending drain failed", logkey.Error, err)
+	}
+}
+
+// readControl reads what the edge sends on the control stream. The edge
+// sends nothing after its ack today; anything unexpected closes the
+// tunnel as a protocol error.
+func (s *session) readControl() {
+	var m tunnel.Message
+	err := tunnel.ReadFrame(s.ctrl, &m)
+	if s.conn.Context().Err() != nil {
+		return
+	}
+	if err == nil {
+		err = errors.New("unexpected control message " + m.Type)
+	}
+	s.logger.Warn("control stream broken, closing tunnel", logkey.Error, err)
+	s.conn.CloseWithError(tunnel.CodeProtocol, "control stream broken")
+}

@@ -1,0 +1,218 @@
+package edge
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/airlockhq/airlock/certs"
+	"github.com/airlockhq/airlock/pkg/config"
+	"github.com/airlockhq/airlock/pkg/tunnel"
+)
+
+// Config is the edge's configuration file. The zero value of a field means
+// its default.
+type Config struct {
+	// Name is the edge's identity name: spiffe://<domain>/edge/<name>.
+	// Default "edge".
+	Name string `yaml:"name"`
+	// DataDir holds the CA (created by `airlock edge init`) and the QUIC
+	// stateless-reset key. Required.
+	DataDir string `yaml:"data_dir"`
+	// Listen is the HTTPS front door for agents (TCP). Default
+	// 127.0.0.1:8443.
+	Listen string `yaml:"listen"`
+	// TunnelListen is where connectors dial in (UDP). Default: the same
+	// address as Listen.
+	TunnelListen string `yaml:"tunnel_listen"`
+	// OpsListen serves /metrics, /healthz and /readyz over plain HTTP.
+	// Default 127.0.0.1:9443; "off" disables it.
+	OpsListen string `yaml:"ops_listen"`
+	// PublicURL is the URL agents use to reach the front door. Default
+	// https://<Listen>.
+	PublicURL string `yaml:"public_url"`
+	// Hosts are the DNS names and IP addresses in the edge's serving
+	// certificate. Default: localhost, 127.0.0.1, ::1 and the hosts of
+	// Listen, TunnelListen and PublicURL.
+	Hosts []string `yaml:"hosts"`
+	// CertLifetime is the lifetime of the serving certificate the edge
+	// mints for itself from its CA; it renews it at two thirds. Default 24h.
+	CertLifetime time.Duration `yaml:"cert_lifetime"`
+	// AllowedOrigins are the browser origins that may call MCP endpoints.
+	// A request with any other Origin header gets 403 (MCP transport
+	// security). Default none.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// MaxBodyBytes bounds a request body; larger ones get 413. Default
+	// 1 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// ReadHeaderTimeout bounds how long a client may take to send request
+	// headers. Default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// IdleTimeout closes idle keep-alive connections of agents. Default
+	// 120s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// SessionIdleTimeout forgets an MCP session's routing after this long
+	// without a request; its next request gets 404 and the client starts
+	// a new session. Default 1h.
+	SessionIdleTimeout time.Duration `yaml:"session_idle_timeout"`
+	// ShutdownGrace is how long in-flight requests (SSE streams included)
+	// may run after SIGTERM. Default 30s.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// QUIC tunes the tunnel transport; see [tunnel.QUICSettings].
+	QUIC tunnel.QUICSettings `yaml:"quic"`
+	// Resources are the MCP resources this edge serves.
+	Resources []Resource `yaml:"resources"`
+}
+
+// Resource is one MCP endpoint, /mcp/<name>, and the connectors that may
+// serve it.
+type Resource struct {
+	Name string `yaml:"name"`
+	// Connectors are the names of the connectors allowed to announce this
+	// resource. At least one; a hello announcing a resource for a
+	// connector not listed here is refused.
+	Connectors []string `yaml:"connectors"`
+}
+
+// Defaults of [Config].
+const (
+	DefaultName               = "edge"
+	DefaultListen             = "127.0.0.1:8443"
+	DefaultOpsListen          = "127.0.0.1:9443"
+	DefaultCertLifetime       = 24 * time.Hour
+	DefaultMaxBodyBytes       = 1 << 20
+	DefaultReadHeaderTimeout  = 10 * time.Second
+	DefaultIdleTimeout        = 120 * time.Second
+	DefaultSessionIdleTimeout = time.Hour
+	DefaultShutdownGrace      = 30 * time.Second
+)
+
+// LoadConfig reads an edge configuration file strictly, fills in the
+// defaults and validates it.
+func LoadConfig(file string) (Config, error) {
+	var c Config
+	if err := config.Load(file, &c); err != nil {
+		return Config{}, err
+	}
+	c = c.WithDefaults()
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", file, err)
+	}
+	return c, nil
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	set := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	set(&c.Name, DefaultName)
+	set(&c.Listen, DefaultListen)
+	set(&c.TunnelListen, c.Listen)
+	set(&c.OpsListen, DefaultOpsListen)
+	set(&c.PublicURL, "https://"+c.Listen)
+	setDur := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	setDur(&c.CertLifetime, DefaultCertLifetime)
+	setDur(&c.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	setDur(&c.IdleTimeout, DefaultIdleTimeout)
+	setDur(&c.SessionIdleTimeout, DefaultSessionIdleTimeout)
+	setDur(&c.ShutdownGrace, DefaultShutdownGrace)
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if len(c.Hosts) == 0 {
+		c.Hosts = defaultHosts(c)
+	}
+	c.QUIC = c.QUIC.WithDefaults(tunnel.DefaultEdgeStreams)
+	return c
+}
+
+func defaultHosts(c Config) []string {
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	add := func(h string) {
+		if h != "" && h != "0.0.0.0" && h != "::" {
+			hosts = append(hosts, h)
+		}
+	}
+	for _, a := range []string{c.Listen, c.TunnelListen} {
+		if h, _, err := net.SplitHostPort(a); err == nil {
+			add(h)
+		}
+	}
+	if u, err := url.Parse(c.PublicURL); err == nil {
+		add(u.Hostname())
+	}
+	return hosts
+}
+
+// Validate reports every problem at once, naming the keys.
+func (c Config) Validate() error {
+	var errs []error
+	if !certs.ValidName(c.Name) {
+		errs = append(errs, fmt.Errorf("name %q is not a valid edge name", c.Name))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir is required"))
+	} else if _, err := os.Stat(certs.RootFile(caDir(c.DataDir))); err != nil {
+		errs = append(errs, fmt.Errorf("data_dir %s holds no CA (run `airlock edge init --dir %s`): %w", c.DataDir, c.DataDir, err))
+	}
+	for key, addr := range map[string]string{"listen": c.Listen, "tunnel_listen": c.TunnelListen} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q is not host:port: %w", key, addr, err))
+		}
+	}
+	if c.OpsListen != "off" {
+		if _, _, err := net.SplitHostPort(c.OpsListen); err != nil {
+			errs = append(errs, fmt.Errorf("ops_listen %q is not host:port or \"off\": %w", c.OpsListen, err))
+		}
+	}
+	if u, err := url.Parse(c.PublicURL); err != nil || u.Scheme != "https" || u.Host == "" || u.Path != "" {
+		errs = append(errs, fmt.Errorf("public_url %q must be https://host[:port] without a path", c.PublicURL))
+	}
+	if c.CertLifetime < time.Minute || c.CertLifetime > certs.MaxLeafLifetime {
+		errs = append(errs, fmt.Errorf("cert_lifetime %s outside [1m, %s]", c.CertLifetime, certs.MaxLeafLifetime))
+	}
+	if c.MaxBodyBytes < 1024 {
+		errs = append(errs, fmt.Errorf("max_body_bytes %d is below 1024", c.MaxBodyBytes))
+	}
+	for _, o := range c.AllowedOrigins {
+		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || u.Path != "" {
+			errs = append(errs, fmt.Errorf("allowed_origins: %q is not an origin like https://app.example.com", o))
+		}
+	}
+	errs = append(errs, c.validateResources()...)
+	errs = append(errs, c.QUIC.Validate())
+	return errors.Join(errs...)
+}
+
+func (c Config) validateResources() []error {
+	var errs []error
+	seen := map[string]bool{}
+	for i, r := range c.Resources {
+		if !certs.ValidName(r.Name) {
+			errs = append(errs, fmt.Errorf("resources[%d].name %q is not a valid resource name", i, r.Name))
+		}
+		if seen[r.Name] {
+			errs = append(errs, fmt.Errorf("resources[%d].name %q appears twice", i, r.Name))
+		}
+		seen[r.Name] = true
+		if len(r.Connectors) == 0 {
+			errs = append(errs, fmt.Errorf("resources[%d].connectors: name at least one connector", i))
+		}
+		for j, n := range r.Connectors {
+			if !certs.ValidName(n) {
+				errs = append(errs, fmt.Errorf("resources[%d].connectors[%d] %q is not a valid connector name", i, j, n))
+			}
+		}
+	}
+	return errs
+}

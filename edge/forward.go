@@ -1,0 +1,187 @@
+package edge
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/airlockhq/airlock/pkg/logkey"
+	"github.com/airlockhq/airlock/pkg/mcp"
+	"github.com/airlockhq/airlock/pkg/tunnel"
+)
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// forward carries the request through the tunnel on a stream of its own
+// and streams the answer back to the agent as it arrives.
+func (e *Edge) forward(w http.ResponseWriter, r *http.Request, x *exchange, l *link, body []byte) {
+	ctx := r.Context()
+	str, err := l.conn.OpenStreamSync(ctx)
+	if err != nil {
+		e.tunnelFailed(w, r, x, l, fmt.Errorf("opening stream: %w", err))
+		return
+	}
+	l.inFlight.Add(1)
+	e.metrics.inFlight.Inc()
+	defer func() {
+		l.inFlight.Add(-1)
+		e.metrics.inFlight.Dec()
+	}()
+
+	// An agent that goes away cancels the stream both ways; the connector
+	// then cancels its upstream call.
+	stop := context.AfterFunc(ctx, func() { abandon(str) })
+	defer stop()
+
+	out := e.tunnelRequest(r, x, body)
+	wrote := make(chan error, 1)
+	go func() { wrote <- writeRequest(str, x, out) }()
+
+	resp, err := http.ReadResponse(bufio.NewReaderSize(str, 16<<10), out)
+	if err != nil {
+		abandon(str)
+		<-wrote
+		if ctx.Err() != nil {
+			x.status = 499
+			return
+		}
+		e.tunnelFailed(w, r, x, l, fmt.Errorf("reading response: %w", err))
+		return
+	}
+	defer resp.Body.Close()
+	e.latencyObserved(r, x)
+	e.trackSession(r, x, l, resp)
+	e.relayResponse(w, x, resp, str)
+	<-wrote
+}
+
+// tunnelRequest builds the HTTP/1.1 request that crosses the tunnel: the
+// agent's end-to-end headers minus its credentials and minus any header
+// claiming an Airlock identity, the body the edge read, and the edge's
+// request ID. The connector decides the upstream URL; the edge only names
+// the resource.
+func (e *Edge) tunnelRequest(r *http.Request, x *exchange, body []byte) *http.Request {
+	h := http.Header{}
+	tunnel.CopyEndToEnd(h, r.Header)
+	h.Del("Authorization")
+	h.Del("Cookie")
+	for k := range h {
+		if strings.HasPrefix(k, "Airlock-") {
+			delete(h, k)
+		}
+	}
+	h.Set(headerRequestID, x.id)
+	if _, ok := h["User-Agent"]; !ok {
+		// An empty value tells Request.Write to add no User-Agent of its own.
+		h["User-Agent"] = []string{""}
+	}
+	out := &http.Request{
+		Method:     r.Method,
+		URL:        &url.URL{Path: "/", RawQuery: r.URL.RawQuery},
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     h,
+		Host:       x.resource,
+	}
+	if len(body) > 0 {
+		out.Body = io.NopCloser(bytes.NewReader(body))
+		out.ContentLength = int64(len(body))
+	}
+	return out
+}
+
+func writeRequest(str *quic.Stream, x *exchange, out *http.Request) error {
+	err := tunnel.WriteFrame(str, &tunnel.StreamHeader{Resource: x.resource, RequestID: x.id})
+	if err == nil {
+		err = out.Write(str)
+	}
+	if err != nil {
+		str.CancelWrite(tunnel.CodeCancelled)
+		return err
+	}
+	return str.Close()
+}
+
+// abandon cancels both directions of a stream whose exchange is over
+// early. Cancelling the read side first means an unfinished response body
+// (an SSE stream) never holds the stream open.
+func abandon(str *quic.Stream) {
+	str.CancelRead(tunnel.CodeCancelled)
+	str.CancelWrite(tunnel.CodeCancelled)
+}
+
+func (e *Edge) tunnelFailed(w http.ResponseWriter, r *http.Request, x *exchange, l *link, err error) {
+	e.logger.WarnContext(r.Context(), "tunnel request failed",
+		logkey.RequestID, x.id, logkey.Resource, x.resource, logkey.ConnectorName, l.connector, logkey.Error, err)
+	x.fail(w, http.StatusBadGateway, mcp.CodeUpstreamFailed,
+		fmt.Sprintf("the tunnel to connector %s failed before a response arrived", l.connector))
+}
+
+func (e *Edge) latencyObserved(r *http.Request, x *exchange) {
+	e.metrics.latency.WithLabelValues(x.resource, r.Method).Observe(time.Since(x.start).Seconds())
+}
+
+// trackSession pins a new MCP session to the connector instance that
+// created it and bound to the agent that asked, and forgets sessions that
+// ended.
+func (e *Edge) trackSession(r *http.Request, x *exchange, l *link, resp *http.Response) {
+	sent := r.Header.Get(headerSession)
+	got := resp.Header.Get(headerSession)
+	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
+	switch {
+	case sent == "" && got != "" && ok && r.Method == http.MethodPost && len(got) <= maxSessionIDLen:
+		e.sessions.bind(x.resource, got, binding{agent: x.agent.String(), connector: l.connector, instance: l.instance})
+	case sent != "" && r.Method == http.MethodDelete && ok:
+		e.sessions.forget(x.resource, sent)
+	case sent != "" && resp.StatusCode == http.StatusNotFound:
+		e.sessions.forget(x.resource, sent)
+	}
+}
+
+// relayResponse copies the response head and streams the body, flushing
+// after every read so that SSE events reach the agent at once. A body cut
+// short by the tunnel aborts the agent's response rather than ending it
+// cleanly, so the agent never takes a partial body for a whole one.
+func (e *Edge) relayResponse(w http.ResponseWriter, x *exchange, resp *http.Response, str *quic.Stream) {
+	tunnel.CopyEndToEnd(w.Header(), resp.Header)
+	x.status = resp.StatusCode
+	w.WriteHeader(resp.StatusCode)
+	rc := http.NewResponseController(w)
+	rc.Flush()
+
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	var n int64
+	defer func() { e.metrics.bytes.WithLabelValues(x.resource, "out").Add(float64(n)) }()
+	for {
+		k, rerr := resp.Body.Read(*bp)
+		if k > 0 {
+			if _, werr := w.Write((*bp)[:k]); werr != nil {
+				abandon(str)
+				return
+			}
+			n += int64(k)
+			rc.Flush()
+		}
+		if errors.Is(rerr, io.EOF) {
+			return
+		}
+		if rerr != nil {
+			abandon(str)
+			e.logger.Warn("response cut short by the tunnel",
+				logkey.RequestID, x.id, logkey.Resource, x.resource, logkey.Error, rerr)
+			panic(http.ErrAbortHandler)
+		}
+	}
+}

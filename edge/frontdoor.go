@@ -1,0 +1,235 @@
+package edge
+
+import (
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/airlockhq/airlock/certs"
+	"github.com/airlockhq/airlock/pkg/logkey"
+	"github.com/airlockhq/airlock/pkg/mcp"
+)
+
+// Header names the edge reads or sets.
+const (
+	headerSession   = "Mcp-Session-Id"
+	headerRequestID = "Airlock-Request-Id"
+	// maxSessionIDLen bounds the session IDs the edge remembers.
+	maxSessionIDLen = 256
+)
+
+func (e *Edge) frontTLS() *tls.Config {
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS13,
+		GetCertificate: e.serving.get,
+		// Health checks come without a certificate; every MCP endpoint
+		// demands one (see authenticate).
+		ClientAuth: tls.VerifyClientCertIfGiven,
+		ClientCAs:  e.ca.Pool(),
+		NextProtos: []string{"h2", "http/1.1"},
+	}
+}
+
+func (e *Edge) newFrontDoor() *http.Server {
+	return &http.Server{
+		Handler:           http.HandlerFunc(e.route),
+		TLSConfig:         e.frontTLS(),
+		ReadHeaderTimeout: e.cfg.ReadHeaderTimeout,
+		IdleTimeout:       e.cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(e.logger.Handler(), slog.LevelDebug),
+	}
+}
+
+func (e *Edge) newOpsServer() *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", e.metrics.handler())
+	mux.HandleFunc("GET /healthz", e.healthz)
+	mux.HandleFunc("GET /readyz", e.readyz)
+	return &http.Server{Handler: mux, ReadHeaderTimeout: e.cfg.ReadHeaderTimeout}
+}
+
+// route dispatches front door requests. It matches the raw path exactly:
+// no cleaning, no decoding of %2f, so that /mcp/../x or /mcp/a%2fb name no
+// resource.
+func (e *Edge) route(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/healthz":
+		e.healthz(w, r)
+	case r.URL.Path == "/readyz":
+		e.readyz(w, r)
+	case strings.HasPrefix(r.URL.Path, "/mcp/"):
+		e.serveMCP(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (e *Edge) healthz(w http.ResponseWriter, _ *http.Request) {
+	io.WriteString(w, "ok\n")
+}
+
+func (e *Edge) readyz(w http.ResponseWriter, _ *http.Request) {
+	if !e.ready.Load() {
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+		return
+	}
+	io.WriteString(w, "ready\n")
+}
+
+// exchange is what the edge knows about one agent request while serving
+// it.
+type exchange struct {
+	id       string
+	start    time.Time
+	resource string
+	agent    certs.Identity
+	status   int
+}
+
+func newRequestID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// fail answers with a JSON-RPC error that carries the request ID.
+func (x *exchange) fail(w http.ResponseWriter, status, code int, msg string) {
+	x.status = status
+	mcp.WriteError(w, status, nil, code, msg, map[string]string{"request_id": x.id})
+}
+
+func (e *Edge) serveMCP(w http.ResponseWriter, r *http.Request) {
+	x := &exchange{id: newRequestID(), start: time.Now(), resource: "-"}
+	w.Header().Set(headerRequestID, x.id)
+	defer e.observe(r, x)
+
+	if !e.authenticate(w, r, x) || !e.checkTarget(w, r, x) {
+		return
+	}
+	body, ok := e.readBody(w, r, x)
+	if !ok {
+		return
+	}
+	l, ok := e.pickLink(w, r, x)
+	if !ok {
+		return
+	}
+	e.forward(w, r, x, l, body)
+}
+
+func (e *Edge) observe(r *http.Request, x *exchange) {
+	status := fmt.Sprint(x.status)
+	e.metrics.requests.WithLabelValues(x.resource, r.Method, status).Inc()
+	if e.logger.Enabled(r.Context(), slog.LevelDebug) {
+		e.logger.DebugContext(r.Context(), "request done",
+			logkey.RequestID, x.id, logkey.Resource, x.resource, logkey.AgentID, x.agent.String(),
+			"http_method", r.Method, logkey.Status, x.status, logkey.Duration, time.Since(x.start))
+	}
+}
+
+// authenticate checks the agent's certificate: a verified chain to the
+// CA, a SPIFFE identity of this trust domain, and the agent kind.
+func (e *Edge) authenticate(w http.ResponseWriter, r *http.Request, x *exchange) bool {
+	if r.TLS == nil {
+		x.fail(w, http.StatusUnauthorized, mcp.CodeUnauthenticated, "an Airlock agent certificate is required")
+		return false
+	}
+	id, _, err := certs.PeerIdentity(*r.TLS, e.ca.TrustDomain(), certs.KindAgent)
+	var wrongKind *certs.WrongKindError
+	switch {
+	case errors.As(err, &wrongKind):
+		x.fail(w, http.StatusForbidden, mcp.CodeForbidden,
+			fmt.Sprintf("certificate identity %s is a %s, not an agent", wrongKind.Identity, wrongKind.Identity.Kind))
+		return false
+	case err != nil:
+		e.logger.DebugContext(r.Context(), "agent authentication failed", logkey.RequestID, x.id, logkey.Error, err)
+		x.fail(w, http.StatusUnauthorized, mcp.CodeUnauthenticated, "an Airlock agent certificate is required")
+		return false
+	}
+	x.agent = id
+	return true
+}
+
+// checkTarget checks the resource, the HTTP method and the Origin.
+func (e *Edge) checkTarget(w http.ResponseWriter, r *http.Request, x *exchange) bool {
+	name := strings.TrimPrefix(r.URL.Path, "/mcp/")
+	if _, ok := e.resources[name]; !ok || r.URL.RawPath != "" {
+		x.fail(w, http.StatusNotFound, mcp.CodeUnknownResource, fmt.Sprintf("no MCP resource at %s", r.URL.Path))
+		return false
+	}
+	x.resource = name
+
+	// MCP Streamable HTTP: servers must validate Origin to stop DNS
+	// rebinding; a request without one is not from a browser.
+	if o := r.Header.Get("Origin"); o != "" && !slices.Contains(e.cfg.AllowedOrigins, o) {
+		x.fail(w, http.StatusForbidden, mcp.CodeForbidden, fmt.Sprintf("origin %s is not allowed", o))
+		return false
+	}
+	switch r.Method {
+	case http.MethodPost, http.MethodGet, http.MethodDelete:
+		return true
+	}
+	w.Header().Set("Allow", "GET, POST, DELETE")
+	x.fail(w, http.StatusMethodNotAllowed, mcp.CodeInvalidRequest, fmt.Sprintf("method %s is not used by MCP", r.Method))
+	return false
+}
+
+// readBody reads the whole body, up to the limit, before anything is
+// forwarded: what crosses the tunnel is exactly what the edge read.
+func (e *Edge) readBody(w http.ResponseWriter, r *http.Request, x *exchange) ([]byte, bool) {
+	if r.ContentLength > e.cfg.MaxBodyBytes {
+		x.fail(w, http.StatusRequestEntityTooLarge, mcp.CodeBodyTooLarge,
+			fmt.Sprintf("request body of %d bytes exceeds the limit of %d", r.ContentLength, e.cfg.MaxBodyBytes))
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, e.cfg.MaxBodyBytes))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		x.fail(w, http.StatusRequestEntityTooLarge, mcp.CodeBodyTooLarge,
+			fmt.Sprintf("request body exceeds the limit of %d bytes", e.cfg.MaxBodyBytes))
+		return nil, false
+	case err != nil:
+		x.status = 499
+		return nil, false
+	}
+	e.metrics.bytes.WithLabelValues(x.resource, "in").Add(float64(len(body)))
+	return body, true
+}
+
+// pickLink chooses the tunnel: the connector pinned to the MCP session if
+// the request names one, else the least busy connector of the resource.
+func (e *Edge) pickLink(w http.ResponseWriter, r *http.Request, x *exchange) (*link, bool) {
+	sid := r.Header.Get(headerSession)
+	if sid == "" {
+		l := e.registry.pick(x.resource, "", "")
+		if l == nil {
+			x.fail(w, http.StatusServiceUnavailable, mcp.CodeNoConnector,
+				fmt.Sprintf("no connector is serving resource %s right now", x.resource))
+			return nil, false
+		}
+		return l, true
+	}
+	b, ok := e.sessions.lookup(x.resource, sid)
+	if !ok || b.agent != x.agent.String() {
+		x.fail(w, http.StatusNotFound, mcp.CodeSessionNotFound, "session not found")
+		return nil, false
+	}
+	l := e.registry.pick(x.resource, b.connector, b.instance)
+	if l == nil {
+		e.sessions.forget(x.resource, sid)
+		x.fail(w, http.StatusNotFound, mcp.CodeSessionNotFound,
+			"session not found: the connector that served it is gone; start a new session")
+		return nil, false
+	}
+	return l, true
+}

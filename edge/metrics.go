@@ -1,0 +1,64 @@
+package edge
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the edge's Prometheus metrics, in a registry of its own so
+// that several edges can live in one process (tests, the benchmark).
+type metrics struct {
+	reg        *prometheus.Registry
+	requests   *prometheus.CounterVec
+	latency    *prometheus.HistogramVec
+	bytes      *prometheus.CounterVec
+	inFlight   prometheus.Gauge
+	refusals   *prometheus.CounterVec
+	tunnels    prometheus.GaugeFunc
+	connectors prometheus.GaugeFunc
+}
+
+func newMetrics(r *registry) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "airlock_edge_requests_total",
+			Help: "Agent requests by resource, HTTP method and status code.",
+		}, []string{"resource", "method", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "airlock_edge_response_header_seconds",
+			Help:    "Time from receiving an agent request to sending the response head, by resource and HTTP method.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"resource", "method"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "airlock_edge_body_bytes_total",
+			Help: "Body bytes carried, by resource and direction (in: agent to upstream, out: upstream to agent).",
+		}, []string{"resource", "direction"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "airlock_edge_streams_in_flight",
+			Help: "Tunnel streams open for agent requests.",
+		}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "airlock_edge_connector_refusals_total",
+			Help: "Connector hellos the edge refused, by reason class.",
+		}, []string{"reason"}),
+	}
+	m.tunnels = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "airlock_edge_tunnels",
+		Help: "Acknowledged tunnel connections from connectors.",
+	}, func() float64 { n, _ := r.counts(); return float64(n) })
+	m.connectors = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "airlock_edge_connectors",
+		Help: "Connector processes with at least one tunnel up.",
+	}, func() float64 { _, n := r.counts(); return float64(n) })
+	m.reg.MustRegister(m.requests, m.latency, m.bytes, m.inFlight, m.refusals, m.tunnels, m.connectors,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}

@@ -1,0 +1,113 @@
+package tunnel
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// Control message types.
+const (
+	TypeHello   = "hello"
+	TypeAck     = "ack"
+	TypeRefusal = "refusal"
+	TypeDrain   = "drain"
+)
+
+// Message is one control message; Type says which one field is set.
+type Message struct {
+	Type    string   `json:"type"`
+	Hello   *Hello   `json:"hello,omitempty"`
+	Ack     *Ack     `json:"ack,omitempty"`
+	Refusal *Refusal `json:"refusal,omitempty"`
+	Drain   *Drain   `json:"drain,omitempty"`
+}
+
+// Validate checks that exactly the field named by Type is set.
+func (m *Message) Validate() error {
+	set := 0
+	for _, present := range []bool{m.Hello != nil, m.Ack != nil, m.Refusal != nil, m.Drain != nil} {
+		if present {
+			set++
+		}
+	}
+	ok := set == 1
+	switch m.Type {
+	case TypeHello:
+		ok = ok && m.Hello != nil
+	case TypeAck:
+		ok = ok && m.Ack != nil
+	case TypeRefusal:
+		ok = ok && m.Refusal != nil
+	case TypeDrain:
+		ok = ok && m.Drain != nil
+	default:
+		return fmt.Errorf("unknown control message type %q", m.Type)
+	}
+	if !ok {
+		return fmt.Errorf("control message %q must carry exactly its own body", m.Type)
+	}
+	return nil
+}
+
+// Hello is the first message of a connector on its control stream.
+type Hello struct {
+	// Version is the tunnel protocol version the connector speaks.
+	Version int `json:"version"`
+	// Name is the connector's name; it must match its certificate.
+	Name string `json:"name"`
+	// Instance is random per connector process. The edge closes links of
+	// an older instance of the same connector when a new one says hello,
+	// so a restarted connector never shares traffic with its dead self.
+	Instance string `json:"instance"`
+	// Resources are the names of the resources this connector serves.
+	Resources []string `json:"resources"`
+	// Software names the connector build, for operators.
+	Software string `json:"software,omitempty"`
+}
+
+// Validate reports every problem with the hello at once.
+func (h *Hello) Validate() error {
+	var errs []error
+	if h.Version != Version {
+		errs = append(errs, fmt.Errorf("unsupported tunnel protocol version %d (edge speaks %d)", h.Version, Version))
+	}
+	if h.Name == "" {
+		errs = append(errs, errors.New("hello names no connector"))
+	}
+	if len(h.Instance) < 8 || len(h.Instance) > 64 {
+		errs = append(errs, errors.New("hello instance must be 8 to 64 characters"))
+	}
+	if len(h.Resources) == 0 {
+		errs = append(errs, errors.New("hello announces no resources"))
+	}
+	sorted := slices.Clone(h.Resources)
+	slices.Sort(sorted)
+	if len(slices.Compact(sorted)) != len(h.Resources) {
+		errs = append(errs, errors.New("hello announces a resource twice"))
+	}
+	return errors.Join(errs...)
+}
+
+// Ack accepts a hello.
+type Ack struct {
+	// Edge is the SPIFFE ID of the edge that accepted the connector.
+	Edge string `json:"edge"`
+}
+
+// Refusal refuses a hello; the edge closes the connection after sending it.
+type Refusal struct {
+	Reason string `json:"reason"`
+}
+
+// Drain asks the edge to open no new streams on this connection; the
+// connector closes it when its streams have finished.
+type Drain struct{}
+
+// StreamHeader opens every request stream.
+type StreamHeader struct {
+	// Resource names the resource whose upstream gets the request.
+	Resource string `json:"resource"`
+	// RequestID is the edge's ID of the request, for logs on both sides.
+	RequestID string `json:"request_id"`
+}
