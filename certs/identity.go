@@ -108,6 +108,12 @@ func ParseIdentity(s string) (Identity, error) {
 	if err := id.Validate(); err != nil {
 		return Identity{}, fmt.Errorf("parsing SPIFFE ID %q: %w", s, err)
 	}
+	// Only the canonical spelling is an identity: an empty query or
+	// fragment, percent-escapes or a differently cased scheme would let two
+	// strings name one identity.
+	if id.String() != s {
+		return Identity{}, fmt.Errorf("parsing SPIFFE ID %q: not in canonical form (want %q)", s, id.String())
+	}
 	return id, nil
 }
 

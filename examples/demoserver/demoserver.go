@@ -45,6 +45,10 @@ type Options struct {
 	// non-loopback Host header. Set it when a proxy in front of the server
 	// forwards the public Host header to a loopback address.
 	AllowAnyHost bool
+
+	// MaxRequestBodyBytes caps request bodies in Handler. Zero keeps the
+	// SDK's default (4 MiB); negative removes the cap.
+	MaxRequestBodyBytes int64
 }
 
 // demo holds the state shared by all handlers of one server.
@@ -105,6 +109,7 @@ func HandlerWithStats(opts Options, stateless bool) (http.Handler, *Stats) {
 			// HTTP request so that a client hanging up cancels it.
 			PropagateRequestCancellation: true,
 			DisableLocalhostProtection:   opts.AllowAnyHost,
+			MaxRequestBodyBytes:          opts.MaxRequestBodyBytes,
 			Logger:                       loggerOrDiscard(opts.Logger),
 		},
 	)
