@@ -1,0 +1,281 @@
+package edge_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/quic-go/quic-go"
+
+	"github.com/airlockhq/airlock/certs"
+	"github.com/airlockhq/airlock/connector"
+	"github.com/airlockhq/airlock/edge"
+	airmcp "github.com/airlockhq/airlock/pkg/mcp"
+	"github.com/airlockhq/airlock/pkg/tunnel"
+)
+
+func TestFrontDoorRefusals(t *testing.T) {
+	v := newEnv(t)
+	e := v.startEdge([]edge.Resource{
+		{Name: "demo", Connectors: []string{"c1"}},
+		{Name: "idle", Connectors: []string{"c9"}},
+	}, func(c *edge.Config) { c.AllowedOrigins = []string{"https://console.example"} })
+	up := v.startUpstream(true)
+	v.startConnector(e, "c1", []connector.Resource{{Name: "demo", URL: up.url}}, nil)
+	ctx := testContext(t)
+
+	agent := httpClient(t, v.agentTLS("alice"))
+	conn := httpClient(t, v.clientTLS(v.issue(certs.KindConnector, "c1")))
+	anonymous := httpClient(t, &tls.Config{RootCAs: v.ca.Pool()})
+	base := "https://" + e.Addr().String()
+	body := echoCall(1, "hi")
+
+	cases := []struct {
+		name   string
+		client *http.Client
+		method string
+		path   string
+		header http.Header
+		status int
+		code   int
+	}{
+		{"no client certificate", anonymous, http.MethodPost, "/mcp/demo", nil, http.StatusUnauthorized, airmcp.CodeUnauthenticated},
+		{"connector certificate", conn, http.MethodPost, "/mcp/demo", nil, http.StatusForbidden, airmcp.CodeForbidden},
+		{"unknown resource", agent, http.MethodPost, "/mcp/nope", nil, http.StatusNotFound, airmcp.CodeUnknownResource},
+		{"resource without connector", agent, http.MethodPost, "/mcp/idle", nil, http.StatusServiceUnavailable, airmcp.CodeNoConnector},
+		{"origin not allowed", agent, http.MethodPost, "/mcp/demo", http.Header{"Origin": {"https://evil.example"}}, http.StatusForbidden, airmcp.CodeForbidden},
+		{"method not used by MCP", agent, http.MethodPut, "/mcp/demo", nil, http.StatusMethodNotAllowed, airmcp.CodeInvalidRequest},
+		{"dot segments", agent, http.MethodPost, "/mcp/../mcp/demo", nil, http.StatusNotFound, airmcp.CodeUnknownResource},
+		{"encoded dots", agent, http.MethodPost, "/mcp/%2e%2e/mcp/demo", nil, http.StatusNotFound, airmcp.CodeUnknownResource},
+		{"encoded slash", agent, http.MethodPost, "/mcp/demo%2fx", nil, http.StatusNotFound, airmcp.CodeUnknownResource},
+		{"encoded name", agent, http.MethodPost, "/mcp/%64emo", nil, http.StatusNotFound, airmcp.CodeUnknownResource},
+		{"trailing slash", agent, http.MethodPost, "/mcp/demo/", nil, http.StatusNotFound, airmcp.CodeUnknownResource},
+		{"foreign session id", agent, http.MethodPost, "/mcp/demo", http.Header{"Mcp-Session-Id": {"made-up"}}, http.StatusNotFound, airmcp.CodeSessionNotFound},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequestWithContext(ctx, tc.method, base, strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Set the path raw so that no client-side cleaning hides the trick.
+			req.URL.Opaque = "//" + e.Addr().String() + tc.path
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			for k, vs := range tc.header {
+				req.Header[k] = vs
+			}
+			resp, err := tc.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			data, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkRPCError(t, resp, data, tc.status, tc.code)
+		})
+	}
+	if n := up.rec.requests.Load(); n != 0 {
+		t.Errorf("%d refused requests reached the upstream", n)
+	}
+
+	// The same request, done right, goes through: the refusals above were
+	// about what each case changed.
+	resp, data, err := rpc(t, ctx, agent, mcpURL(e, "demo"), body, http.Header{"Origin": {"https://console.example"}})
+	if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(data), `"text":"hi"`) {
+		t.Fatalf("allowed request: %v, %s, %v", resp, data, err)
+	}
+}
+
+func TestCredentialsStayAtTheEdge(t *testing.T) {
+	v, e, up := demoEnv(t, true, nil, nil)
+	ctx := testContext(t)
+	client := httpClient(t, v.agentTLS("alice"))
+	hdr := http.Header{
+		"Authorization":    {"Bearer secret-token"},
+		"Cookie":           {"session=secret"},
+		"Airlock-Agent-Id": {"spiffe://airlock.local/agent/root"},
+	}
+	resp, body, err := rpc(t, ctx, client, mcpURL(e, "demo"), echoCall(1, "x"), hdr)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("call: %v, %s, %v", resp, body, err)
+	}
+	seen := up.rec.seen()
+	if len(seen) != 1 {
+		t.Fatalf("upstream saw %d requests, want 1", len(seen))
+	}
+	for k := range hdr {
+		if got := seen[0].Get(k); got != "" {
+			t.Errorf("header %s reached the upstream: %q", k, got)
+		}
+	}
+}
+
+func TestSessionBelongsToItsAgent(t *testing.T) {
+	v, e, _ := demoEnv(t, false, nil, nil)
+	ctx := testContext(t)
+	cs := connectMCP(t, httpClient(t, v.agentTLS("alice")), mcpURL(e, "demo"), nil)
+
+	mallory := httpClient(t, v.agentTLS("mallory"))
+	resp, body, err := rpc(t, ctx, mallory, mcpURL(e, "demo"), `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`,
+		http.Header{"Mcp-Session-Id": {cs.ID()}, "Mcp-Protocol-Version": {"2025-11-25"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRPCError(t, resp, body, http.StatusNotFound, airmcp.CodeSessionNotFound)
+
+	if _, err := cs.ListTools(ctx, nil); err != nil {
+		t.Errorf("the owner's session stopped working: %v", err)
+	}
+}
+
+func TestForeignCertificateRefused(t *testing.T) {
+	v := newEnv(t)
+	e := v.startEdge([]edge.Resource{{Name: "demo", Connectors: []string{"c1"}}}, nil)
+	ctx := testContext(t)
+
+	other, err := certs.Init(filepath.Join(t.TempDir(), "other-ca"), certs.DefaultTrustDomain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := func(kind certs.Kind, name string) tls.Certificate {
+		cred, err := other.Issue(ctx, certs.SignRequest{Kind: kind, Name: name, Lifetime: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cred.TLSCertificate()
+	}
+
+	t.Run("front door", func(t *testing.T) {
+		tc := &tls.Config{RootCAs: v.ca.Pool(), Certificates: []tls.Certificate{foreign(certs.KindAgent, "alice")}}
+		_, _, err := rpc(t, ctx, httpClient(t, tc), mcpURL(e, "demo"), echoCall(1, "x"), nil)
+		if err == nil || !strings.Contains(err.Error(), "certificate") {
+			t.Fatalf("request with a foreign agent certificate: err = %v, want a TLS certificate error", err)
+		}
+	})
+	t.Run("tunnel", func(t *testing.T) {
+		tc := &tls.Config{RootCAs: v.ca.Pool(), Certificates: []tls.Certificate{foreign(certs.KindConnector, "c1")}, NextProtos: []string{tunnel.ALPN}}
+		_, err := sayHello(ctx, e, tc, "c1", "demo")
+		if err == nil {
+			t.Fatal("a connector with a foreign certificate got an answer to its hello")
+		}
+	})
+}
+
+func TestTunnelRefusals(t *testing.T) {
+	v := newEnv(t)
+	e := v.startEdge([]edge.Resource{
+		{Name: "demo", Connectors: []string{"c1"}},
+		{Name: "payroll", Connectors: []string{"c2"}},
+	}, func(c *edge.Config) { c.OpsListen = "127.0.0.1:0" })
+	ctx := testContext(t)
+	refusals := func() float64 { return metricValue(t, e, "airlock_edge_connector_refusals_total") }
+	tunnelTLS := func(kind certs.Kind, name string) *tls.Config {
+		tc := v.clientTLS(v.issue(kind, name))
+		tc.NextProtos = []string{tunnel.ALPN}
+		return tc
+	}
+
+	cases := []struct {
+		name      string
+		tls       *tls.Config
+		hello     string
+		resources []string
+		reason    string
+	}{
+		{"agent certificate", tunnelTLS(certs.KindAgent, "c1"), "c1", []string{"demo"}, "agent"},
+		{"name differs from certificate", tunnelTLS(certs.KindConnector, "c1"), "c2", []string{"payroll"}, "certificate"},
+		{"resource not allowed", tunnelTLS(certs.KindConnector, "c1"), "c1", []string{"demo", "payroll"}, "may not serve payroll"},
+		{"unknown resource", tunnelTLS(certs.KindConnector, "c1"), "c1", []string{"ghost"}, "may not serve ghost"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			answer, err := sayHello(ctx, e, tc.tls, tc.hello, tc.resources...)
+			if err != nil {
+				t.Fatalf("hello: %v", err)
+			}
+			if answer.Type != tunnel.TypeRefusal || !strings.Contains(answer.Refusal.Reason, tc.reason) {
+				t.Fatalf("answer = %+v, want a refusal mentioning %q", answer, tc.reason)
+			}
+		})
+	}
+	if got := refusals(); got != float64(len(cases)) {
+		t.Errorf("refusal metric = %v, want %d", got, len(cases))
+	}
+	if n := len(e.Tunnels()); n != 0 {
+		t.Errorf("edge holds %d tunnels after refusing every hello", n)
+	}
+
+	// The connector itself reports the refusal and keeps retrying with
+	// backoff rather than counting itself connected.
+	certFile, keyFile := v.issue(certs.KindConnector, "c1")
+	rc := v.runConnector(connector.Config{
+		Name: "c1", Edges: []string{e.TunnelAddr().String()}, CAFile: v.caFile, CertFile: certFile, KeyFile: keyFile,
+		Resources: []connector.Resource{{Name: "payroll", URL: "http://127.0.0.1:1/mcp"}},
+	}.WithDefaults())
+	waitFor(t, "the edge to refuse the connector", func() bool { return refusals() > float64(len(cases)) })
+	if rc.c.Connected() != 0 {
+		t.Error("a refused connector counts itself connected")
+	}
+}
+
+// sayHello opens a tunnel connection with tc, sends a hello and returns
+// the edge's answer.
+func sayHello(ctx context.Context, e *edge.Edge, tc *tls.Config, name string, resources ...string) (*tunnel.Message, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	tc = tc.Clone()
+	tc.ServerName = "127.0.0.1"
+	conn, err := quic.DialAddr(ctx, e.TunnelAddr().String(), tc, tunnel.QUICSettings{}.WithDefaults(16).Config())
+	if err != nil {
+		return nil, err
+	}
+	defer conn.CloseWithError(0, "")
+	str, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	hello := &tunnel.Hello{Version: tunnel.Version, Name: name, Instance: "test-instance", Resources: resources, Software: "test"}
+	if err := tunnel.WriteFrame(str, &tunnel.Message{Type: tunnel.TypeHello, Hello: hello}); err != nil {
+		return nil, err
+	}
+	str.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var answer tunnel.Message
+	if err := tunnel.ReadFrame(str, &answer); err != nil {
+		return nil, err
+	}
+	if answer.Type == tunnel.TypeRefusal && answer.Refusal == nil {
+		return nil, errors.New("refusal without a body")
+	}
+	return &answer, nil
+}
+
+// metricValue scrapes the edge's metrics and sums every sample of name.
+func metricValue(t *testing.T, e *edge.Edge, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + e.OpsAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parsing metrics: %v", err)
+	}
+	var sum float64
+	for _, m := range families[name].GetMetric() {
+		sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+	}
+	return sum
+}
