@@ -80,12 +80,23 @@ const (
 	DefaultResetAfter  = 30 * time.Second
 )
 
-// LoadConfig reads a connector configuration file strictly, fills in the
-// defaults and validates it.
-func LoadConfig(file string) (Config, error) {
+// LoadConfig reads a connector configuration file strictly, resolves
+// relative file paths against the file's folder, applies the overrides
+// (the command line's flags), fills in the defaults and validates the
+// result.
+func LoadConfig(file string, overrides ...func(*Config)) (Config, error) {
 	var c Config
 	if err := config.Load(file, &c); err != nil {
 		return Config{}, err
+	}
+	for _, p := range []*string{&c.CAFile, &c.CertFile, &c.KeyFile} {
+		*p = config.Resolve(file, *p)
+	}
+	for i := range c.Resources {
+		c.Resources[i].CAFile = config.Resolve(file, c.Resources[i].CAFile)
+	}
+	for _, o := range overrides {
+		o(&c)
 	}
 	c = c.WithDefaults()
 	if err := c.Validate(); err != nil {

@@ -90,12 +90,17 @@ const (
 	DefaultShutdownGrace      = 30 * time.Second
 )
 
-// LoadConfig reads an edge configuration file strictly, fills in the
-// defaults and validates it.
-func LoadConfig(file string) (Config, error) {
+// LoadConfig reads an edge configuration file strictly, resolves a
+// relative data_dir against the file's folder, applies the overrides (the
+// command line's flags), fills in the defaults and validates the result.
+func LoadConfig(file string, overrides ...func(*Config)) (Config, error) {
 	var c Config
 	if err := config.Load(file, &c); err != nil {
 		return Config{}, err
+	}
+	c.DataDir = config.Resolve(file, c.DataDir)
+	for _, o := range overrides {
+		o(&c)
 	}
 	c = c.WithDefaults()
 	if err := c.Validate(); err != nil {

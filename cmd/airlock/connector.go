@@ -23,12 +23,13 @@ func newConnectorCmd(g *globalFlags) *cobra.Command {
 			if file == "" {
 				return errors.New("--config is required (see examples/connector.yaml)")
 			}
-			cfg, err := connector.LoadConfig(file)
+			cfg, err := connector.LoadConfig(file, func(c *connector.Config) {
+				if cmd.Flags().Changed("edge") {
+					c.Edges = edges
+				}
+			})
 			if err != nil {
 				return err
-			}
-			if cmd.Flags().Changed("edge") {
-				cfg.Edges = edges
 			}
 			c, err := connector.New(cfg, connector.Options{Logger: logger})
 			if err != nil {

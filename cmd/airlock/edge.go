@@ -31,11 +31,10 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 			if file == "" {
 				return errors.New("--config is required (see examples/edge.yaml)")
 			}
-			cfg, err := edge.LoadConfig(file)
+			cfg, err := edge.LoadConfig(file, func(c *edge.Config) { applyEdgeFlags(cmd, c, over) })
 			if err != nil {
 				return err
 			}
-			cfg = applyEdgeFlags(cmd, cfg, over)
 			e, err := edge.New(cfg, logger)
 			if err != nil {
 				return err
@@ -53,7 +52,8 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 	return cmd
 }
 
-func applyEdgeFlags(cmd *cobra.Command, cfg, over edge.Config) edge.Config {
+// applyEdgeFlags copies the flags the user set into cfg.
+func applyEdgeFlags(cmd *cobra.Command, cfg *edge.Config, over edge.Config) {
 	set := func(name string, dst *string, v string) {
 		if cmd.Flags().Changed(name) {
 			*dst = v
@@ -63,7 +63,6 @@ func applyEdgeFlags(cmd *cobra.Command, cfg, over edge.Config) edge.Config {
 	set("listen", &cfg.Listen, over.Listen)
 	set("tunnel-listen", &cfg.TunnelListen, over.TunnelListen)
 	set("ops-listen", &cfg.OpsListen, over.OpsListen)
-	return cfg
 }
 
 func newEdgeInitCmd() *cobra.Command {

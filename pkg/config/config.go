@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/goccy/go-yaml"
 )
@@ -28,4 +29,14 @@ func Decode(name string, data []byte, v any) error {
 		return fmt.Errorf("config %s: %s", name, yaml.FormatError(err, false, true))
 	}
 	return nil
+}
+
+// Resolve returns path as it is when it is empty or absolute, and else
+// relative to the folder of the configuration file that named it, so that
+// a configuration means the same whatever the working directory.
+func Resolve(configFile, path string) string {
+	if path == "" || filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(filepath.Dir(configFile), path)
 }

@@ -45,3 +45,19 @@ func TestDecode(t *testing.T) {
 		})
 	}
 }
+
+func TestResolve(t *testing.T) {
+	cases := []struct{ file, path, want string }{
+		{"/etc/airlock/edge.yaml", "data", "/etc/airlock/data"},
+		{"/etc/airlock/edge.yaml", "./certs/c.crt", "/etc/airlock/certs/c.crt"},
+		{"/etc/airlock/edge.yaml", "/var/lib/airlock", "/var/lib/airlock"},
+		{"/etc/airlock/edge.yaml", "", ""},
+		{"edge.yaml", "data", "data"},
+		{"conf/edge.yaml", "../data", "data"},
+	}
+	for _, c := range cases {
+		if got := Resolve(c.file, c.path); got != c.want {
+			t.Errorf("Resolve(%q, %q) = %q, want %q", c.file, c.path, got, c.want)
+		}
+	}
+}

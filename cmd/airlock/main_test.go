@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/airlockhq/airlock/certs"
+	"github.com/airlockhq/airlock/connector"
+	"github.com/airlockhq/airlock/edge"
+	"github.com/airlockhq/airlock/examples/demoserver"
+)
+
+// airlock runs the command line in-process and returns what it printed.
+func airlock(ctx context.Context, args ...string) (string, error) {
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(append([]string{"--log-level", "error"}, args...))
+	err := root.ExecuteContext(ctx)
+	return out.String(), err
+}
+
+// runAirlock starts a long-running command; stopping it is cancelling
+// the returned context's parent, after which the done channel reports
+// the command's error.
+func runAirlock(t *testing.T, args ...string) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		_, err := airlock(ctx, args...)
+		done <- err
+	}()
+	var once bool
+	var result error
+	stop = func() error {
+		if !once {
+			once = true
+			cancel()
+			select {
+			case result = <-done:
+			case <-time.After(30 * time.Second):
+				result = errors.New("command did not stop within 30s")
+			}
+		}
+		return result
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// agentClient is an HTTPS client with the agent credential of a dev.json.
+func agentClient(t *testing.T, info devInfo) *http.Client {
+	t.Helper()
+	pool, err := certs.ReadPool(info.CACert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := certs.LoadCredential(info.AgentCert, info.AgentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cred.TLSCertificate()}}}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+func post(t *testing.T, client *http.Client, url, body string, hdr map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(data)
+}
+
+const initialize = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}`
+
+// TestDevQuickstart runs `airlock dev` as a newcomer would and follows its
+// walkthrough with the files dev.json names.
+func TestDevQuickstart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "airlock-dev")
+	var firstRoot []byte
+	for run := range 2 { // the second run reuses the folder and its CA
+		stop := runAirlock(t, "dev", "--dir", dir, "--addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0")
+		devFile := filepath.Join(dir, "dev.json")
+		var info devInfo
+		waitFor(t, "dev.json", func() bool {
+			data, err := os.ReadFile(devFile)
+			if err != nil || json.Unmarshal(data, &info) != nil {
+				return false
+			}
+			resp, err := agentClient(t, info).Get(info.EdgeURL + "/readyz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		})
+
+		for _, f := range []string{info.CACert, info.AgentCert, info.AgentKey} {
+			if !filepath.IsAbs(f) {
+				t.Errorf("dev.json path %q is not absolute", f)
+			}
+			if _, err := os.Stat(f); err != nil {
+				t.Errorf("dev.json names a missing file: %v", err)
+			}
+		}
+		url := info.Resources["demo"]
+		if url != info.EdgeURL+"/mcp/demo" {
+			t.Fatalf("dev.json resources = %v", info.Resources)
+		}
+
+		client := agentClient(t, info)
+		resp, body := post(t, client, url, initialize, nil)
+		sid := resp.Header.Get("Mcp-Session-Id")
+		if resp.StatusCode != http.StatusOK || sid == "" || !strings.Contains(body, demoserver.Name) {
+			t.Fatalf("initialize: status %d session %q body %s", resp.StatusCode, sid, body)
+		}
+		post(t, client, url, `{"jsonrpc":"2.0","method":"notifications/initialized"}`,
+			map[string]string{"Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-11-25"})
+		resp, body = post(t, client, url, `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`,
+			map[string]string{"Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-11-25"})
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"read_note"`) {
+			t.Fatalf("tools/list: status %d body %s", resp.StatusCode, body)
+		}
+
+		root, err := os.ReadFile(info.CACert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if run == 0 {
+			firstRoot = root
+		} else if !bytes.Equal(root, firstRoot) {
+			t.Error("a second airlock dev in the same folder made a new CA")
+		}
+		if err := stop(); err != nil {
+			t.Fatalf("airlock dev did not stop cleanly: %v", err)
+		}
+		// The next run must be seen writing its own.
+		os.Remove(devFile)
+	}
+}
+
+// TestExampleConfigs follows the comments of examples/edge.yaml and
+// examples/connector.yaml: init, issue, run both, call through them.
+func TestExampleConfigs(t *testing.T) {
+	dir := t.TempDir()
+	ctx := t.Context()
+	demo := httptest.NewServer(demoserver.Handler(demoserver.Options{}, true))
+	t.Cleanup(demo.Close)
+
+	copyExample(t, "edge.yaml", filepath.Join(dir, "edge.yaml"), nil)
+	copyExample(t, "connector.yaml", filepath.Join(dir, "connector.yaml"),
+		strings.NewReplacer("http://127.0.0.1:3000/mcp", demo.URL))
+
+	if _, err := airlock(ctx, "edge", "init", "--dir", filepath.Join(dir, "edge-data")); err != nil {
+		t.Fatalf("edge init: %v", err)
+	}
+	if _, err := airlock(ctx, "admin", "issue", "--data", filepath.Join(dir, "edge-data"),
+		"--kind", "connector", "--name", "connector-1", "--out", filepath.Join(dir, "connector-data")); err != nil {
+		t.Fatalf("admin issue connector: %v", err)
+	}
+	if _, err := airlock(ctx, "admin", "issue", "--data", filepath.Join(dir, "edge-data"),
+		"--kind", "agent", "--name", "alice", "--out", filepath.Join(dir, "agent")); err != nil {
+		t.Fatalf("admin issue agent: %v", err)
+	}
+
+	// The documented values are the defaults.
+	ec, err := edge.LoadConfig(filepath.Join(dir, "edge.yaml"))
+	if err != nil {
+		t.Fatalf("loading examples/edge.yaml: %v", err)
+	}
+	wantEdge := edge.Config{DataDir: ec.DataDir, Resources: ec.Resources, Hosts: ec.Hosts}.WithDefaults()
+	if diff := cmp.Diff(wantEdge, ec, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("examples/edge.yaml differs from the defaults (-default +example):\n%s", diff)
+	}
+	cc, err := connector.LoadConfig(filepath.Join(dir, "connector.yaml"))
+	if err != nil {
+		t.Fatalf("loading examples/connector.yaml: %v", err)
+	}
+	wantConn := connector.Config{Name: cc.Name, Edges: cc.Edges, CAFile: cc.CAFile, CertFile: cc.CertFile,
+		KeyFile: cc.KeyFile, Resources: cc.Resources}.WithDefaults()
+	if diff := cmp.Diff(wantConn, cc); diff != "" {
+		t.Errorf("examples/connector.yaml differs from the defaults (-default +example):\n%s", diff)
+	}
+
+	// Run both with the flags that move them off the example's ports.
+	addr := freeAddr(t)
+	stopEdge := runAirlock(t, "edge", "--config", filepath.Join(dir, "edge.yaml"), "--listen", addr, "--ops-listen", "off")
+	stopConn := runAirlock(t, "connector", "--config", filepath.Join(dir, "connector.yaml"), "--edge", addr)
+
+	client := agentClient(t, devInfo{
+		CACert:    filepath.Join(dir, "agent", "ca.crt"),
+		AgentCert: filepath.Join(dir, "agent", "alice.crt"),
+		AgentKey:  filepath.Join(dir, "agent", "alice.key"),
+	})
+	var resp *http.Response
+	var body string
+	waitFor(t, "a call through the edge and connector", func() bool {
+		if _, err := net.Dial("tcp", addr); err != nil {
+			return false
+		}
+		resp, body = post(t, client, "https://"+addr+"/mcp/demo",
+			`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"through"}}}`, nil)
+		return resp.StatusCode != http.StatusServiceUnavailable
+	})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"text":"through"`) {
+		t.Fatalf("call: status %d body %s", resp.StatusCode, body)
+	}
+	if err := stopConn(); err != nil {
+		t.Errorf("connector stop: %v", err)
+	}
+	if err := stopEdge(); err != nil {
+		t.Errorf("edge stop: %v", err)
+	}
+}
+
+func TestConfigErrorsNameKeyAndFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "edge.yaml")
+	if err := os.WriteFile(file, []byte("data_dir: ./nowhere\nlisten: 127.0.0.1:8443\nlisten_port: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := airlock(t.Context(), "edge", "--config", file)
+	if err == nil || !strings.Contains(err.Error(), "listen_port") || !strings.Contains(err.Error(), file) {
+		t.Errorf("unknown key: err = %v, want it to name listen_port and %s", err, file)
+	}
+
+	if err := os.WriteFile(file, []byte("data_dir: ./nowhere\nlisten: nohost\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = airlock(t.Context(), "edge", "--config", file)
+	for _, want := range []string{"listen", "nohost", "data_dir", filepath.Join(dir, "nowhere"), file} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("bad values: err = %v, want it to mention %q", err, want)
+		}
+	}
+}
+
+func copyExample(t *testing.T, name, to string, r *strings.Replacer) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "examples", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r != nil {
+		data = []byte(r.Replace(string(data)))
+	}
+	if err := os.WriteFile(to, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// freeAddr returns a loopback host:port free for both TCP and UDP.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	for range 20 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		pc, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err == nil {
+			pc.Close()
+			return addr
+		}
+	}
+	t.Fatal("no port free for both TCP and UDP")
+	return ""
+}
