@@ -8,6 +8,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -240,8 +241,15 @@ func (a *Authority) Sign(ctx context.Context, csr *x509.CertificateRequest, req 
 
 // shapeLeaf sets every field the CA vouches for, whatever the CSR asked.
 func shapeLeaf(c *x509.Certificate, id Identity, req SignRequest, now time.Time) {
-	c.Subject.CommonName = id.Name
-	c.Subject.Organization = []string{"Airlock " + string(id.Kind)}
+	// smallstep copies the CSR's extensions, basic constraints and subject
+	// into the template, and extensions there win over every field set
+	// below when the certificate is encoded: drop them all.
+	c.ExtraExtensions = nil
+	c.UnknownExtKeyUsage = nil
+	c.BasicConstraintsValid = false
+	c.IsCA = false
+	c.RawSubject = nil
+	c.Subject = pkix.Name{CommonName: id.Name, Organization: []string{"Airlock " + string(id.Kind)}}
 	c.URIs = []*url.URL{id.URI()}
 	c.EmailAddresses = nil
 	c.DNSNames = nil

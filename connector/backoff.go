@@ -12,7 +12,8 @@ import (
 func (b Backoff) delay(attempt int, rnd func() float64) time.Duration {
 	ceiling := b.Max
 	if attempt < 32 {
-		if d := b.Initial << attempt; d > 0 && d < b.Max {
+		// A shift that overflows can wrap to a small positive value.
+		if d := b.Initial << attempt; d > 0 && d>>attempt == b.Initial && d < b.Max {
 			ceiling = d
 		}
 	}

@@ -33,6 +33,10 @@ const (
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
+// headWriters buffer response heads; a new 4 KiB writer per request was
+// one of the largest allocations of a relayed call.
+var headWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+
 // relay serves one request stream: it reads the stream header and the
 // HTTP request, sends the request to the resource's upstream and streams
 // the response back, one write per read so that SSE events leave at once.
@@ -100,7 +104,12 @@ func (c *Connector) upstreamRequest(ctx context.Context, up *upstream, in *http.
 // ends with the stream; if the upstream fails mid-body the stream is reset
 // so the edge never mistakes a cut response for a whole one.
 func writeResponse(str *quic.Stream, resp *http.Response) error {
-	bw := bufio.NewWriterSize(str, 4<<10)
+	bw := headWriters.Get().(*bufio.Writer)
+	bw.Reset(str)
+	defer func() {
+		bw.Reset(nil)
+		headWriters.Put(bw)
+	}()
 	fmt.Fprintf(bw, "HTTP/1.1 %03d %s\r\n", resp.StatusCode, http.StatusText(resp.StatusCode))
 	h := http.Header{}
 	tunnel.CopyEndToEnd(h, resp.Header)

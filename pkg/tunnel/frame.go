@@ -83,7 +83,9 @@ func ReadFrame(r io.Reader, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("decoding tunnel frame: %w", err)
 	}
-	if dec.More() {
+	// Decoder.More misses a stray '}' or ']' after the value; only a clean
+	// end of input proves there is nothing else in the frame.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return errors.New("decoding tunnel frame: trailing data")
 	}
 	return nil
