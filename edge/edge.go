@@ -25,7 +25,7 @@ import (
 	"github.com/airlockhq/airlock/pkg/tunnel"
 )
 
-func caDir(dataDir string) string       { return filepath.Join(dataDir, "ca") }
+func caDir(dataDir string) string        { return filepath.Join(dataDir, "ca") }
 func resetKeyFile(dataDir string) string { return filepath.Join(dataDir, "tunnel", "reset.key") }
 
 // CADir returns the folder of the CA inside an edge's data folder.

@@ -33,5 +33,8 @@ const (
 	Backoff         = "backoff"
 	InFlight        = "in_flight"
 	Upstream        = "upstream"
+	TimeLeft        = "time_left"
+	Kind            = "kind"
+	TokenID         = "token_id"
 	Error           = "error"
 )
