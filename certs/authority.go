@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/smallstep/certificates/authority"
@@ -39,13 +40,27 @@ const (
 // ErrExists is returned by [Init] when the folder already holds a CA.
 var ErrExists = errors.New("certificate authority already exists")
 
-// Authority issues and checks Airlock certificates. It is safe for
-// concurrent use.
+// Authority issues and checks Airlock certificates. It keeps the active
+// root and intermediate, which sign, and during a rotation a prepared
+// next pair and a retired previous pair, whose roots stay trusted. It is
+// safe for concurrent use.
 type Authority struct {
-	domain       string
+	domain string
+	dir    string
+
+	// mu guards the pairs and the pool.
+	mu       sync.RWMutex
+	active   *caPair
+	next     *caPair
+	previous *caPair
+	pool     *x509.CertPool
+}
+
+// caPair is a root and the intermediate it certified, with the
+// intermediate's key in smallstep's embedded authority.
+type caPair struct {
 	root         *x509.Certificate
 	intermediate *x509.Certificate
-	pool         *x509.CertPool
 	ca           *authority.Authority
 }
 
@@ -58,6 +73,14 @@ func (f caFiles) rootKey() string          { return filepath.Join(f.dir, "root.k
 func (f caFiles) intermediateCert() string { return filepath.Join(f.dir, "intermediate.crt") }
 func (f caFiles) intermediateKey() string  { return filepath.Join(f.dir, "intermediate.key") }
 func (f caFiles) settings() string         { return filepath.Join(f.dir, "ca.json") }
+func (f caFiles) next() caFiles            { return caFiles{filepath.Join(f.dir, "next")} }
+func (f caFiles) previous() caFiles        { return caFiles{filepath.Join(f.dir, "previous")} }
+
+// pairFiles are a pair's files, the root certificate last: its presence
+// marks a complete pair.
+func (f caFiles) pairFiles() []string {
+	return []string{f.rootKey(), f.intermediateKey(), f.intermediateCert(), f.rootCert()}
+}
 
 type caSettings struct {
 	TrustDomain string `json:"trust_domain"`
@@ -80,37 +103,49 @@ func Init(dir, domain string) (*Authority, error) {
 	if err := (Identity{Domain: domain, Kind: KindEdge, Name: "x"}).Validate(); err != nil {
 		return nil, fmt.Errorf("creating CA: %w", err)
 	}
-
-	root, rootKey, err := newCACert("Airlock Root CA "+domain, x509util.DefaultRootTemplate, RootLifetime, nil, nil)
-	if err != nil {
-		return nil, fmt.Errorf("creating root: %w", err)
-	}
-	inter, interKey, err := newCACert("Airlock Intermediate CA "+domain, x509util.DefaultIntermediateTemplate, IntermediateLifetime, root, rootKey)
-	if err != nil {
-		return nil, fmt.Errorf("creating intermediate: %w", err)
-	}
-
 	settings, err := json.Marshal(caSettings{TrustDomain: domain})
 	if err != nil {
 		return nil, err
+	}
+	if err := writeFile(f.settings(), settings, 0o644); err != nil {
+		return nil, fmt.Errorf("creating CA in %s: %w", dir, err)
+	}
+	active, err := createPair(f, domain)
+	if err != nil {
+		return nil, fmt.Errorf("creating CA in %s: %w", dir, err)
+	}
+	a := &Authority{domain: domain, dir: dir, active: active}
+	a.rebuildPoolLocked()
+	return a, nil
+}
+
+// createPair makes a new root and intermediate and writes them to f.
+func createPair(f caFiles, domain string) (*caPair, error) {
+	stamp := time.Now().UTC().Format("2006-01-02")
+	root, rootKey, err := newCACert("Airlock Root CA "+domain+" "+stamp, x509util.DefaultRootTemplate, RootLifetime, nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("creating root: %w", err)
+	}
+	inter, interKey, err := newCACert("Airlock Intermediate CA "+domain+" "+stamp, x509util.DefaultIntermediateTemplate, IntermediateLifetime, root, rootKey)
+	if err != nil {
+		return nil, fmt.Errorf("creating intermediate: %w", err)
 	}
 	steps := []func() error{
 		func() error { return writeKey(f.rootKey(), rootKey) },
 		func() error { return writeKey(f.intermediateKey(), interKey) },
 		func() error { return writeCerts(f.intermediateCert(), inter) },
-		func() error { return writeFile(f.settings(), settings, 0o644) },
-		// The root goes last: its presence marks a complete CA.
 		func() error { return writeCerts(f.rootCert(), root) },
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
-			return nil, fmt.Errorf("creating CA in %s: %w", dir, err)
+			return nil, err
 		}
 	}
-	return newAuthority(domain, root, inter, interKey)
+	return newPair(root, inter, interKey)
 }
 
-// Load opens the CA kept in dir by [Init].
+// Load opens the CA kept in dir by [Init], with the pairs of a rotation
+// in progress.
 func Load(dir string) (*Authority, error) {
 	f := caFiles{dir}
 	data, err := os.ReadFile(f.settings())
@@ -121,26 +156,49 @@ func Load(dir string) (*Authority, error) {
 	if err := json.Unmarshal(data, &s); err != nil {
 		return nil, fmt.Errorf("loading CA settings %s: %w", f.settings(), err)
 	}
+	if err := finishActivation(f); err != nil {
+		return nil, fmt.Errorf("loading CA: %w", err)
+	}
+	a := &Authority{domain: s.TrustDomain, dir: dir}
+	if a.active, err = loadPair(f); err != nil {
+		return nil, fmt.Errorf("loading CA: %w", err)
+	}
+	for _, opt := range []struct {
+		files caFiles
+		dst   **caPair
+	}{{f.next(), &a.next}, {f.previous(), &a.previous}} {
+		if _, err := os.Stat(opt.files.rootCert()); err != nil {
+			continue
+		}
+		if *opt.dst, err = loadPair(opt.files); err != nil {
+			return nil, fmt.Errorf("loading CA: %w", err)
+		}
+	}
+	a.rebuildPoolLocked()
+	return a, nil
+}
+
+func loadPair(f caFiles) (*caPair, error) {
 	roots, err := ReadCertificates(f.rootCert())
 	if err != nil {
-		return nil, fmt.Errorf("loading CA: %w", err)
+		return nil, err
 	}
 	inters, err := ReadCertificates(f.intermediateCert())
 	if err != nil {
-		return nil, fmt.Errorf("loading CA: %w", err)
+		return nil, err
 	}
 	key, err := pemutil.Read(f.intermediateKey())
 	if err != nil {
-		return nil, fmt.Errorf("loading CA intermediate key: %w", err)
+		return nil, fmt.Errorf("reading intermediate key: %w", err)
 	}
 	signer, ok := key.(crypto.Signer)
 	if !ok {
-		return nil, fmt.Errorf("loading CA intermediate key %s: not a signing key", f.intermediateKey())
+		return nil, fmt.Errorf("reading intermediate key %s: not a signing key", f.intermediateKey())
 	}
-	return newAuthority(s.TrustDomain, roots[0], inters[0], signer)
+	return newPair(roots[0], inters[0], signer)
 }
 
-func newAuthority(domain string, root, inter *x509.Certificate, key crypto.Signer) (*Authority, error) {
+func newPair(root, inter *x509.Certificate, key crypto.Signer) (*caPair, error) {
 	ca, err := authority.NewEmbedded(
 		authority.WithX509RootCerts(root),
 		authority.WithX509Signer(inter, key),
@@ -149,9 +207,17 @@ func newAuthority(domain string, root, inter *x509.Certificate, key crypto.Signe
 	if err != nil {
 		return nil, fmt.Errorf("starting embedded authority: %w", err)
 	}
+	return &caPair{root: root, intermediate: inter, ca: ca}, nil
+}
+
+func (a *Authority) rebuildPoolLocked() {
 	pool := x509.NewCertPool()
-	pool.AddCert(root)
-	return &Authority{domain: domain, root: root, intermediate: inter, pool: pool, ca: ca}, nil
+	for _, p := range []*caPair{a.active, a.next, a.previous} {
+		if p != nil {
+			pool.AddCert(p.root)
+		}
+	}
+	a.pool = pool
 }
 
 func newCACert(cn, tmpl string, life time.Duration, parent *x509.Certificate, parentKey crypto.Signer) (*x509.Certificate, crypto.Signer, error) {
@@ -191,14 +257,42 @@ func writeKey(file string, key crypto.Signer) error {
 // TrustDomain returns the SPIFFE trust domain of the CA.
 func (a *Authority) TrustDomain() string { return a.domain }
 
-// Root returns the root certificate.
-func (a *Authority) Root() *x509.Certificate { return a.root }
+// Root returns the active root certificate.
+func (a *Authority) Root() *x509.Certificate {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.active.root
+}
 
-// Intermediate returns the certificate that signs leaves.
-func (a *Authority) Intermediate() *x509.Certificate { return a.intermediate }
+// Intermediate returns the certificate that signs leaves now.
+func (a *Authority) Intermediate() *x509.Certificate {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.active.intermediate
+}
 
-// Pool returns a new pool holding the root, for verifying peers.
-func (a *Authority) Pool() *x509.CertPool { return a.pool.Clone() }
+// Bundle returns every root the deployment trusts: the active one first,
+// then during a rotation the next and the previous one. The slice is the
+// caller's.
+func (a *Authority) Bundle() []*x509.Certificate {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	out := []*x509.Certificate{a.active.root}
+	for _, p := range []*caPair{a.next, a.previous} {
+		if p != nil {
+			out = append(out, p.root)
+		}
+	}
+	return out
+}
+
+// Pool returns a new pool holding every root of [Authority.Bundle], for
+// verifying peers.
+func (a *Authority) Pool() *x509.CertPool {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.pool.Clone()
+}
 
 // SignRequest says what a leaf certificate asserts.
 type SignRequest struct {
@@ -232,7 +326,10 @@ func (a *Authority) Sign(ctx context.Context, csr *x509.CertificateRequest, req 
 		shapeLeaf(c, id, req, now)
 		return nil
 	})
-	chain, err := a.ca.SignWithContext(ctx, csr, provisioner.SignOptions{}, shape)
+	a.mu.RLock()
+	signer := a.active.ca
+	a.mu.RUnlock()
+	chain, err := signer.SignWithContext(ctx, csr, provisioner.SignOptions{}, shape)
 	if err != nil {
 		return nil, fmt.Errorf("signing certificate for %s: %w", id, err)
 	}

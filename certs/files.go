@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"go.step.sm/crypto/pemutil"
 )
@@ -48,24 +49,45 @@ func (c *Credential) WriteFiles(certFile, keyFile string) error {
 }
 
 // LoadCredential reads a chain and its key from PEM files and checks that
-// they belong together.
+// they belong together. certFile and keyFile may be one file holding
+// both, as enrolled holders keep them.
 func LoadCredential(certFile, keyFile string) (*Credential, error) {
 	chain, err := ReadCertificates(certFile)
 	if err != nil {
 		return nil, err
 	}
-	key, err := pemutil.Read(keyFile)
+	signer, err := readKey(keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("reading private key %s: %w", keyFile, err)
-	}
-	signer, ok := key.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("reading private key %s: not a signing key", keyFile)
+		return nil, err
 	}
 	if !publicKeysEqual(chain[0].PublicKey, signer.Public()) {
 		return nil, fmt.Errorf("private key %s does not match certificate %s", keyFile, certFile)
 	}
 	return &Credential{Chain: chain, Key: signer}, nil
+}
+
+// readKey reads the first private key block of a PEM file, skipping
+// certificates.
+func readKey(file string) (crypto.Signer, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("reading private key: %w", err)
+	}
+	for block, rest := pem.Decode(data); block != nil; block, rest = pem.Decode(rest) {
+		if !strings.HasSuffix(block.Type, "PRIVATE KEY") {
+			continue
+		}
+		key, err := pemutil.ParseKey(pem.EncodeToMemory(block))
+		if err != nil {
+			return nil, fmt.Errorf("reading private key %s: %w", file, err)
+		}
+		signer, ok := key.(crypto.Signer)
+		if !ok {
+			return nil, fmt.Errorf("reading private key %s: not a signing key", file)
+		}
+		return signer, nil
+	}
+	return nil, fmt.Errorf("reading private key: no private key in %s", file)
 }
 
 // ReadCertificates reads every certificate in a PEM file; a file with none

@@ -24,10 +24,20 @@ type Config struct {
 	// ServerName is the name the edges' certificates are checked against.
 	// Default: the host part of each edge address.
 	ServerName string `yaml:"server_name"`
-	// CAFile is the PEM bundle of trusted Airlock roots. Required.
+	// DataDir keeps the connector's enrolled credential (identity.pem,
+	// ca.pem), which it renews by itself at about two thirds of its
+	// lifetime. The first start enrolls with a join token
+	// (`airlock connector --token`). Use either data_dir or the three
+	// files below.
+	DataDir string `yaml:"data_dir"`
+	// EnrollURL is the edge's front door for enrollment, renewal and
+	// trust-bundle updates. Default https://<first edge address>.
+	EnrollURL string `yaml:"enroll_url"`
+	// CAFile is the PEM bundle of trusted Airlock roots, with CertFile
+	// and KeyFile: a certificate issued elsewhere (`airlock admin issue`),
+	// which the connector never renews.
 	CAFile string `yaml:"ca_file"`
 	// CertFile and KeyFile are the connector's certificate chain and key.
-	// Required.
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
 	// Connections is how many QUIC connections the connector keeps to each
@@ -89,7 +99,7 @@ func LoadConfig(file string, overrides ...func(*Config)) (Config, error) {
 	if err := config.Load(file, &c); err != nil {
 		return Config{}, err
 	}
-	for _, p := range []*string{&c.CAFile, &c.CertFile, &c.KeyFile} {
+	for _, p := range []*string{&c.CAFile, &c.CertFile, &c.KeyFile, &c.DataDir} {
 		*p = config.Resolve(file, *p)
 	}
 	for i := range c.Resources {
@@ -107,6 +117,9 @@ func LoadConfig(file string, overrides ...func(*Config)) (Config, error) {
 
 // WithDefaults returns c with every zero field set to its default.
 func (c Config) WithDefaults() Config {
+	if c.EnrollURL == "" {
+		c.EnrollURL = defaultEnrollURL(c.Edges)
+	}
 	if c.Connections == 0 {
 		c.Connections = DefaultConnections
 	}
@@ -140,7 +153,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("edges[%d]: %q is not host:port: %w", i, e, err))
 		}
 	}
-	errs = append(errs, checkFile("ca_file", c.CAFile), checkFile("cert_file", c.CertFile), checkFile("key_file", c.KeyFile))
+	errs = append(errs, c.validateCredentials()...)
 	if c.Connections < 1 || c.Connections > 16 {
 		errs = append(errs, fmt.Errorf("connections %d outside 1..16", c.Connections))
 	}
@@ -153,6 +166,23 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.QUIC.Validate())
 	return errors.Join(errs...)
+}
+
+func (c Config) validateCredentials() []error {
+	files := c.CAFile != "" || c.CertFile != "" || c.KeyFile != ""
+	switch {
+	case c.DataDir != "" && files:
+		return []error{errors.New("data_dir and ca_file/cert_file/key_file exclude each other: use one")}
+	case c.DataDir != "":
+		u, err := url.Parse(c.EnrollURL)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return []error{fmt.Errorf("enroll_url %q must be an https URL of the edge's front door", c.EnrollURL)}
+		}
+		return nil
+	case !files:
+		return []error{errors.New("data_dir (an enrolled credential) or ca_file, cert_file and key_file is required")}
+	}
+	return []error{checkFile("ca_file", c.CAFile), checkFile("cert_file", c.CertFile), checkFile("key_file", c.KeyFile)}
 }
 
 func (c Config) validateResources() []error {

@@ -69,6 +69,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	want := Config{
 		Name:        "db",
 		Edges:       []string{"edge.example.com:8443"},
+		EnrollURL:   "https://edge.example.com:8443",
 		CAFile:      d.ca,
 		CertFile:    d.cert,
 		KeyFile:     d.key,
@@ -123,6 +124,7 @@ drain_grace: 5s
 		Name:        "db",
 		Edges:       []string{"10.0.0.1:8443", "[::1]:8443"},
 		ServerName:  "edge.internal",
+		EnrollURL:   "https://10.0.0.1:8443",
 		CAFile:      d.ca,
 		CertFile:    d.cert,
 		KeyFile:     d.key,

@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -23,6 +22,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/airlockhq/airlock/certs"
+	"github.com/airlockhq/airlock/certs/enroll"
 	"github.com/airlockhq/airlock/pkg/logkey"
 	"github.com/airlockhq/airlock/pkg/tunnel"
 )
@@ -35,8 +35,9 @@ const Software = "airlock-connector/0.1"
 type Connector struct {
 	cfg      Config
 	logger   *slog.Logger
-	cred     *certs.Credential
-	roots    *x509.CertPool
+	creds    credentials
+	holder   *enroll.Holder // nil with certificate files
+	renewed  *broadcast
 	domain   string
 	instance string
 	upstream map[string]*upstream
@@ -75,20 +76,13 @@ func New(cfg Config, opts Options) (*Connector, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	cred, err := certs.LoadCredential(cfg.CertFile, cfg.KeyFile)
+	creds, holder, err := loadCredentials(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("loading connector credential: %w", err)
+		return nil, err
 	}
-	id, err := certs.IdentityOf(cred.Leaf())
-	if err != nil {
-		return nil, fmt.Errorf("reading connector certificate %s: %w", cfg.CertFile, err)
-	}
+	id := creds.Identity()
 	if id.Kind != certs.KindConnector || id.Name != cfg.Name {
-		return nil, fmt.Errorf("certificate %s names %s, not connector %q", cfg.CertFile, id, cfg.Name)
-	}
-	roots, err := certs.ReadPool(cfg.CAFile)
-	if err != nil {
-		return nil, fmt.Errorf("loading trusted roots: %w", err)
+		return nil, fmt.Errorf("certificate names %s, not connector %q", id, cfg.Name)
 	}
 	ups, err := newUpstreams(cfg.Resources)
 	if err != nil {
@@ -97,8 +91,9 @@ func New(cfg Config, opts Options) (*Connector, error) {
 	c := &Connector{
 		cfg:      cfg,
 		logger:   logger.With(logkey.Component, "connector", logkey.ConnectorName, cfg.Name),
-		cred:     cred,
-		roots:    roots,
+		creds:    creds,
+		holder:   holder,
+		renewed:  newBroadcast(),
 		domain:   id.Domain,
 		instance: newInstanceID(),
 		upstream: ups,
@@ -181,6 +176,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	defer tr.Close()
 
 	dialCtx, stopDialing := context.WithCancel(context.WithoutCancel(ctx))
+	ctx, expired := c.startRenewal(ctx)
 	var wg sync.WaitGroup
 	for _, addr := range c.cfg.Edges {
 		for i := range c.cfg.Connections {
@@ -196,7 +192,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	c.closeSessions(tunnel.CodeShutdown, "connector shutting down")
 	wg.Wait()
 	c.logger.Info("connector stopped")
-	return nil
+	return expired()
 }
 
 // drain tells every edge to send no new streams and waits for the
@@ -230,13 +226,30 @@ func (c *Connector) closeSessions(code quic.ApplicationErrorCode, reason string)
 }
 
 // keep holds one tunnel to addr up until ctx ends, redialing with backoff.
+// When the certificate is renewed it dials a new tunnel with the new one
+// and retires the old tunnel once the new one is up, so that no request
+// is dropped (make before break).
 func (c *Connector) keep(ctx context.Context, tr *quic.Transport, addr string, slot int) {
 	logger := c.logger.With(logkey.Edge, addr, logkey.ConnID, slot)
 	attempt := 0
 	for ctx.Err() == nil && !c.draining.Load() {
-		up, err := c.connectOnce(ctx, tr, addr, logger)
-		if up >= c.cfg.Backoff.ResetAfter {
-			attempt = 0
+		renewed := c.renewed.wait()
+		s, err := c.connect(ctx, tr, addr, logger)
+		if err == nil {
+			start := time.Now()
+			select {
+			case <-renewed:
+				go s.retire()
+				attempt = 0
+				continue
+			case <-s.done:
+				err = s.err
+			case <-ctx.Done():
+				return
+			}
+			if time.Since(start) >= c.cfg.Backoff.ResetAfter {
+				attempt = 0
+			}
 		}
 		if ctx.Err() != nil || c.draining.Load() {
 			return
@@ -258,26 +271,34 @@ func (c *Connector) keep(ctx context.Context, tr *quic.Transport, addr string, s
 	}
 }
 
-// connectOnce dials addr, serves the tunnel until it ends and says how
-// long it was up.
-func (c *Connector) connectOnce(ctx context.Context, tr *quic.Transport, addr string, logger *slog.Logger) (time.Duration, error) {
+// connect dials addr and says hello; once the edge has acknowledged, the
+// session serves streams in the background until its connection ends,
+// then closes done.
+func (c *Connector) connect(ctx context.Context, tr *quic.Transport, addr string, logger *slog.Logger) (*session, error) {
 	conn, err := c.dial(ctx, tr, addr)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	s := &session{c: c, conn: conn, addr: addr, logger: logger}
+	s := &session{c: c, conn: conn, addr: addr, logger: logger, done: make(chan struct{})}
 	c.mu.Lock()
 	c.sessions[s] = struct{}{}
 	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		delete(c.sessions, s)
-		c.mu.Unlock()
+	if err := s.start(ctx); err != nil {
+		c.forget(s)
+		return nil, err
+	}
+	go func() {
+		defer close(s.done)
+		defer c.forget(s)
+		s.err = s.acceptStreams()
 	}()
+	return s, nil
+}
 
-	start := time.Now()
-	err = s.serve(ctx)
-	return time.Since(start), err
+func (c *Connector) forget(s *session) {
+	c.mu.Lock()
+	delete(c.sessions, s)
+	c.mu.Unlock()
 }
 
 func (c *Connector) dial(ctx context.Context, tr *quic.Transport, addr string) (*quic.Conn, error) {
@@ -299,18 +320,12 @@ func (c *Connector) dial(ctx context.Context, tr *quic.Transport, addr string) (
 }
 
 func (c *Connector) tlsConfig(serverName string) *tls.Config {
-	cert := c.cred.TLSCertificate()
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		ServerName:   serverName,
-		RootCAs:      c.roots,
-		Certificates: []tls.Certificate{cert},
-		NextProtos:   []string{tunnel.ALPN},
-		// Any certificate of the CA would pass the chain check; only an
-		// edge identity of our trust domain may terminate the tunnel.
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			_, _, err := certs.PeerIdentity(cs, c.domain, certs.KindEdge)
-			return err
-		},
+	tc := c.creds.TLSConfig(serverName, tunnel.ALPN)
+	// Any certificate of the CA would pass the chain check; only an edge
+	// identity of our trust domain may terminate the tunnel.
+	tc.VerifyConnection = func(cs tls.ConnectionState) error {
+		_, _, err := certs.PeerIdentity(cs, c.domain, certs.KindEdge)
+		return err
 	}
+	return tc
 }

@@ -31,20 +31,24 @@ func (e *RefusedError) Error() string {
 
 // session is one QUIC connection to an edge.
 type session struct {
-	c      *Connector
-	conn   *quic.Conn
-	addr   string
-	logger *slog.Logger
-	acked  atomic.Bool
+	c        *Connector
+	conn     *quic.Conn
+	addr     string
+	logger   *slog.Logger
+	acked    atomic.Bool
+	inFlight atomic.Int64
+
+	// done is closed when the connection has ended; err says why.
+	done chan struct{}
+	err  error
 
 	// ctrlMu serializes writes on the control stream.
 	ctrlMu sync.Mutex
 	ctrl   *quic.Stream
 }
 
-// serve says hello, then accepts request streams until the connection
-// ends.
-func (s *session) serve(ctx context.Context) error {
+// start says hello and waits for the edge's ack.
+func (s *session) start(ctx context.Context) error {
 	if err := s.hello(ctx); err != nil {
 		s.conn.CloseWithError(tunnel.CodeProtocol, "hello failed")
 		return err
@@ -55,18 +59,43 @@ func (s *session) serve(ctx context.Context) error {
 		s.sendDrain()
 	}
 	go s.readControl()
+	return nil
+}
 
+// acceptStreams relays request streams until the connection ends.
+func (s *session) acceptStreams() error {
 	for {
 		str, err := s.conn.AcceptStream(s.conn.Context())
 		if err != nil {
 			return fmt.Errorf("tunnel to %s lost: %w", s.addr, context.Cause(s.conn.Context()))
 		}
 		s.c.inFlight.Add(1)
+		s.inFlight.Add(1)
 		go func() {
 			defer s.c.inFlight.Add(-1)
+			defer s.inFlight.Add(-1)
 			s.c.relay(str, s.logger)
 		}()
 	}
+}
+
+// retire ends a tunnel that a newer one replaces: the edge sends it no
+// new streams, and it closes once its requests are done or the drain
+// grace period is over.
+func (s *session) retire() {
+	s.sendDrain()
+	deadline := time.Now().Add(s.c.cfg.DrainGrace)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for s.inFlight.Load() > 0 && time.Now().Before(deadline) {
+		select {
+		case <-s.done:
+			return
+		case <-tick.C:
+		}
+	}
+	s.logger.Info("tunnel retired after certificate renewal", logkey.InFlight, s.inFlight.Load())
+	s.conn.CloseWithError(tunnel.CodeReplaced, "replaced by a tunnel with a renewed certificate")
 }
 
 func (s *session) hello(ctx context.Context) error {

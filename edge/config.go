@@ -41,6 +41,20 @@ type Config struct {
 	// CertLifetime is the lifetime of the serving certificate the edge
 	// mints for itself from its CA; it renews it at two thirds. Default 24h.
 	CertLifetime time.Duration `yaml:"cert_lifetime"`
+	// AgentCertLifetime is the lifetime of the agent certificates the
+	// edge issues at enrollment and renewal; agents renew at about two
+	// thirds of it. Default 1h, at most 24h.
+	AgentCertLifetime time.Duration `yaml:"agent_cert_lifetime"`
+	// ConnectorCertLifetime is the same for connectors. Default 24h, at
+	// most 720h (30 days).
+	ConnectorCertLifetime time.Duration `yaml:"connector_cert_lifetime"`
+	// MaxJoinTokenTTL bounds the lifetime of join tokens. Default 24h.
+	MaxJoinTokenTTL time.Duration `yaml:"max_join_token_ttl"`
+	// AdminSocket is the unix socket of the local admin API (mode 0600;
+	// whoever can open it administers the edge). Default
+	// <data_dir>/admin.sock; "off" disables it. Remote admins use the
+	// front door with an admin certificate instead.
+	AdminSocket string `yaml:"admin_socket"`
 	// AllowedOrigins are the browser origins that may call MCP endpoints.
 	// A request with any other Origin header gets 403 (MCP transport
 	// security). Default none.
@@ -88,6 +102,15 @@ const (
 	DefaultIdleTimeout        = 120 * time.Second
 	DefaultSessionIdleTimeout = time.Hour
 	DefaultShutdownGrace      = 30 * time.Second
+	DefaultAgentCertLifetime  = time.Hour
+	DefaultConnectorLifetime  = 24 * time.Hour
+	DefaultMaxJoinTokenTTL    = 24 * time.Hour
+	// MaxAgentCertLifetime bounds agent_cert_lifetime: agents hold no
+	// long-lived secret.
+	MaxAgentCertLifetime = 24 * time.Hour
+	// MinCertLifetime is the shortest certificate lifetime the edge
+	// issues. Anything under a few minutes is for tests.
+	MinCertLifetime = 2 * time.Second
 )
 
 // LoadConfig reads an edge configuration file strictly, resolves a
@@ -131,6 +154,12 @@ func (c Config) WithDefaults() Config {
 	setDur(&c.IdleTimeout, DefaultIdleTimeout)
 	setDur(&c.SessionIdleTimeout, DefaultSessionIdleTimeout)
 	setDur(&c.ShutdownGrace, DefaultShutdownGrace)
+	setDur(&c.AgentCertLifetime, DefaultAgentCertLifetime)
+	setDur(&c.ConnectorCertLifetime, DefaultConnectorLifetime)
+	setDur(&c.MaxJoinTokenTTL, DefaultMaxJoinTokenTTL)
+	if c.AdminSocket == "" && c.DataDir != "" {
+		c.AdminSocket = AdminSocket(c.DataDir)
+	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -185,6 +214,15 @@ func (c Config) Validate() error {
 	}
 	if c.CertLifetime < time.Minute || c.CertLifetime > certs.MaxLeafLifetime {
 		errs = append(errs, fmt.Errorf("cert_lifetime %s outside [1m, %s]", c.CertLifetime, certs.MaxLeafLifetime))
+	}
+	if c.AgentCertLifetime < MinCertLifetime || c.AgentCertLifetime > MaxAgentCertLifetime {
+		errs = append(errs, fmt.Errorf("agent_cert_lifetime %s outside [%s, %s]", c.AgentCertLifetime, MinCertLifetime, MaxAgentCertLifetime))
+	}
+	if c.ConnectorCertLifetime < MinCertLifetime || c.ConnectorCertLifetime > certs.MaxLeafLifetime {
+		errs = append(errs, fmt.Errorf("connector_cert_lifetime %s outside [%s, %s]", c.ConnectorCertLifetime, MinCertLifetime, certs.MaxLeafLifetime))
+	}
+	if c.MaxJoinTokenTTL < time.Minute || c.MaxJoinTokenTTL > 7*24*time.Hour {
+		errs = append(errs, fmt.Errorf("max_join_token_ttl %s outside [1m, 168h]", c.MaxJoinTokenTTL))
 	}
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, fmt.Errorf("max_body_bytes %d is below 1024", c.MaxBodyBytes))

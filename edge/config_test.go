@@ -48,20 +48,24 @@ func TestLoadConfigDefaults(t *testing.T) {
 		t.Fatalf("LoadConfig() = %v, want nil", err)
 	}
 	want := Config{
-		Name:               "edge",
-		DataDir:            data,
-		Listen:             "127.0.0.1:8443",
-		TunnelListen:       "127.0.0.1:8443",
-		OpsListen:          "127.0.0.1:9443",
-		PublicURL:          "https://127.0.0.1:8443",
-		Hosts:              got.Hosts, // checked below
-		CertLifetime:       24 * time.Hour,
-		MaxBodyBytes:       1 << 20,
-		ReadHeaderTimeout:  10 * time.Second,
-		IdleTimeout:        120 * time.Second,
-		SessionIdleTimeout: time.Hour,
-		ShutdownGrace:      30 * time.Second,
-		QUIC:               tunnel.QUICSettings{}.WithDefaults(tunnel.DefaultEdgeStreams),
+		Name:                  "edge",
+		DataDir:               data,
+		Listen:                "127.0.0.1:8443",
+		TunnelListen:          "127.0.0.1:8443",
+		OpsListen:             "127.0.0.1:9443",
+		PublicURL:             "https://127.0.0.1:8443",
+		Hosts:                 got.Hosts, // checked below
+		CertLifetime:          24 * time.Hour,
+		AgentCertLifetime:     time.Hour,
+		ConnectorCertLifetime: 24 * time.Hour,
+		MaxJoinTokenTTL:       24 * time.Hour,
+		AdminSocket:           filepath.Join(data, "admin.sock"),
+		MaxBodyBytes:          1 << 20,
+		ReadHeaderTimeout:     10 * time.Second,
+		IdleTimeout:           120 * time.Second,
+		SessionIdleTimeout:    time.Hour,
+		ShutdownGrace:         30 * time.Second,
+		QUIC:                  tunnel.QUICSettings{}.WithDefaults(tunnel.DefaultEdgeStreams),
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("LoadConfig() mismatch (-want +got):\n%s", diff)
@@ -155,22 +159,26 @@ resources:
 		t.Fatalf("LoadConfig() = %v, want nil", err)
 	}
 	want := Config{
-		Name:               "eu-1",
-		DataDir:            data,
-		Listen:             "0.0.0.0:443",
-		TunnelListen:       "0.0.0.0:4433",
-		OpsListen:          "off",
-		PublicURL:          "https://airlock.example.com",
-		Hosts:              []string{"localhost", "127.0.0.1", "::1", "airlock.example.com"},
-		CertLifetime:       time.Hour,
-		AllowedOrigins:     []string{"https://app.example.com"},
-		MaxBodyBytes:       4096,
-		ReadHeaderTimeout:  DefaultReadHeaderTimeout,
-		IdleTimeout:        DefaultIdleTimeout,
-		SessionIdleTimeout: 10 * time.Minute,
-		ShutdownGrace:      DefaultShutdownGrace,
-		QUIC:               tunnel.QUICSettings{}.WithDefaults(tunnel.DefaultEdgeStreams),
-		Resources:          []Resource{{Name: "files", Connectors: []string{"db", "db-2"}}},
+		Name:                  "eu-1",
+		DataDir:               data,
+		Listen:                "0.0.0.0:443",
+		TunnelListen:          "0.0.0.0:4433",
+		OpsListen:             "off",
+		PublicURL:             "https://airlock.example.com",
+		Hosts:                 []string{"localhost", "127.0.0.1", "::1", "airlock.example.com"},
+		CertLifetime:          time.Hour,
+		AgentCertLifetime:     DefaultAgentCertLifetime,
+		ConnectorCertLifetime: DefaultConnectorLifetime,
+		MaxJoinTokenTTL:       DefaultMaxJoinTokenTTL,
+		AdminSocket:           AdminSocket(data),
+		AllowedOrigins:        []string{"https://app.example.com"},
+		MaxBodyBytes:          4096,
+		ReadHeaderTimeout:     DefaultReadHeaderTimeout,
+		IdleTimeout:           DefaultIdleTimeout,
+		SessionIdleTimeout:    10 * time.Minute,
+		ShutdownGrace:         DefaultShutdownGrace,
+		QUIC:                  tunnel.QUICSettings{}.WithDefaults(tunnel.DefaultEdgeStreams),
+		Resources:             []Resource{{Name: "files", Connectors: []string{"db", "db-2"}}},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("LoadConfig() mismatch (-want +got):\n%s", diff)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/airlockhq/airlock/certs"
 	"github.com/airlockhq/airlock/pkg/logkey"
+	"github.com/airlockhq/airlock/pkg/store"
 	"github.com/airlockhq/airlock/pkg/tunnel"
 )
 
@@ -30,6 +31,12 @@ func resetKeyFile(dataDir string) string { return filepath.Join(dataDir, "tunnel
 
 // CADir returns the folder of the CA inside an edge's data folder.
 func CADir(dataDir string) string { return caDir(dataDir) }
+
+// StateFile returns the edge's bbolt store inside its data folder.
+func StateFile(dataDir string) string { return filepath.Join(dataDir, "state.db") }
+
+// AdminSocket returns the default admin socket of an edge's data folder.
+func AdminSocket(dataDir string) string { return filepath.Join(dataDir, "admin.sock") }
 
 // Edge serves agents and connectors. Create it with [New], start it with
 // [Edge.Start] and stop it with [Edge.Shutdown], or do both with
@@ -45,6 +52,10 @@ type Edge struct {
 	metrics   *metrics
 	resources map[string]Resource
 	resetKey  quic.StatelessResetKey
+	store     *store.Store
+	revoked   *revocations
+	active    *activeRequests
+	seen      *lastSeen
 	ready     atomic.Bool
 
 	// Set by Start.
@@ -52,6 +63,8 @@ type Edge struct {
 	httpSrv   *http.Server
 	opsLn     net.Listener
 	opsSrv    *http.Server
+	adminLn   net.Listener
+	adminSrv  *http.Server
 	udp       net.PacketConn
 	transport *quic.Transport
 	quicLn    *quic.Listener
@@ -80,6 +93,15 @@ func New(cfg Config, logger *slog.Logger) (*Edge, error) {
 	if err != nil {
 		return nil, err
 	}
+	st, err := store.Open(StateFile(cfg.DataDir))
+	if err != nil {
+		return nil, err
+	}
+	revoked, err := loadRevocations(st)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	reg := newRegistry()
 	e := &Edge{
 		cfg:       cfg,
@@ -91,6 +113,10 @@ func New(cfg Config, logger *slog.Logger) (*Edge, error) {
 		metrics:   newMetrics(reg),
 		resources: map[string]Resource{},
 		resetKey:  key,
+		store:     st,
+		revoked:   revoked,
+		active:    newActiveRequests(),
+		seen:      newLastSeen(st, time.Minute),
 	}
 	for _, r := range cfg.Resources {
 		e.resources[r.Name] = r
@@ -149,6 +175,7 @@ func (e *Edge) OpsAddr() net.Addr {
 // ctx bounds startup only.
 func (e *Edge) Start(ctx context.Context) error {
 	if err := e.serving.start(ctx); err != nil {
+		e.store.Close()
 		return err
 	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
@@ -156,6 +183,7 @@ func (e *Edge) Start(ctx context.Context) error {
 	if err := e.listen(); err != nil {
 		stop()
 		e.closeListeners()
+		e.store.Close()
 		return err
 	}
 	e.wg.Go(func() { e.serving.renewLoop(runCtx) })
@@ -164,6 +192,9 @@ func (e *Edge) Start(ctx context.Context) error {
 	e.wg.Go(func() { e.serveHTTP(e.httpSrv, tls.NewListener(e.httpLn, e.httpSrv.TLSConfig), "front door") })
 	if e.opsSrv != nil {
 		e.wg.Go(func() { e.serveHTTP(e.opsSrv, e.opsLn, "ops") })
+	}
+	if e.adminSrv != nil {
+		e.wg.Go(func() { e.serveHTTP(e.adminSrv, e.adminLn, "admin socket") })
 	}
 	e.ready.Store(true)
 	e.logger.InfoContext(ctx, "edge listening",
@@ -206,11 +237,17 @@ func (e *Edge) listen() error {
 		}
 		e.opsSrv = e.newOpsServer()
 	}
+	if e.cfg.AdminSocket != "off" {
+		if e.adminLn, err = listenUnix(e.cfg.AdminSocket); err != nil {
+			return fmt.Errorf("listening for admin commands: %w", err)
+		}
+		e.adminSrv = &http.Server{Handler: e.adminHandler(), ReadHeaderTimeout: e.cfg.ReadHeaderTimeout}
+	}
 	return nil
 }
 
 func (e *Edge) closeListeners() {
-	for _, c := range []interface{ Close() error }{e.httpLn, e.opsLn, e.quicLn, e.transport, e.udp} {
+	for _, c := range []interface{ Close() error }{e.httpLn, e.opsLn, e.adminLn, e.quicLn, e.transport, e.udp} {
 		if c != nil && !isNilCloser(c) {
 			c.Close()
 		}
@@ -254,10 +291,16 @@ func (e *Edge) Shutdown(ctx context.Context) error {
 	if e.opsSrv != nil {
 		e.opsSrv.Close()
 	}
+	if e.adminSrv != nil {
+		e.adminSrv.Close()
+	}
 	e.quicLn.Close()
 	e.transport.Close()
 	e.udp.Close()
 	e.wg.Wait()
+	if err := e.store.Close(); err != nil {
+		e.logger.Warn("closing store failed", logkey.Error, err)
+	}
 	e.logger.Info("edge stopped")
 	return nil
 }
@@ -283,6 +326,9 @@ func (e *Edge) sweepSessions(ctx context.Context) {
 			return
 		case <-t.C:
 			e.sessions.sweep()
+			if _, err := e.store.PruneJoinTokens(time.Now().Add(-24 * time.Hour)); err != nil {
+				e.logger.Warn("pruning join tokens failed", logkey.Error, err)
+			}
 		}
 	}
 }

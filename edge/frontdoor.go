@@ -1,8 +1,10 @@
 package edge
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock/certs"
+	"github.com/airlockhq/airlock/certs/enroll"
 	"github.com/airlockhq/airlock/pkg/logkey"
 	"github.com/airlockhq/airlock/pkg/mcp"
 )
@@ -27,15 +30,46 @@ const (
 )
 
 func (e *Edge) frontTLS() *tls.Config {
-	return &tls.Config{
+	base := &tls.Config{
 		MinVersion:     tls.VersionTLS13,
 		GetCertificate: e.serving.get,
-		// Health checks come without a certificate; every MCP endpoint
-		// demands one (see authenticate).
-		ClientAuth: tls.VerifyClientCertIfGiven,
-		ClientCAs:  e.ca.Pool(),
-		NextProtos: []string{"h2", "http/1.1"},
+		// Health checks, enrollment and the trust bundle come without a
+		// certificate; every MCP endpoint demands one (see authenticate).
+		ClientAuth:       tls.VerifyClientCertIfGiven,
+		NextProtos:       []string{"h2", "http/1.1"},
+		VerifyConnection: e.refuseRevoked,
 	}
+	return e.withCurrentRoots(base)
+}
+
+// withCurrentRoots makes every handshake verify client certificates
+// against the roots trusted at that moment, so that a CA rotation takes
+// effect without a restart.
+func (e *Edge) withCurrentRoots(base *tls.Config) *tls.Config {
+	outer := base.Clone()
+	outer.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		c := base.Clone()
+		c.ClientCAs = e.ca.Pool()
+		return c, nil
+	}
+	outer.ClientCAs = e.ca.Pool()
+	return outer
+}
+
+// refuseRevoked fails the handshake of a revoked certificate.
+func (e *Edge) refuseRevoked(cs tls.ConnectionState) error {
+	if len(cs.VerifiedChains) == 0 {
+		return nil
+	}
+	leaf := cs.VerifiedChains[0][0]
+	id, err := certs.IdentityOf(leaf)
+	if err != nil {
+		return nil // refused later, with a clearer answer than an alert
+	}
+	if rev, ok := e.revoked.check(id, leaf); ok {
+		return errors.New(revokedMessage(id, rev))
+	}
+	return nil
 }
 
 func (e *Edge) newFrontDoor() *http.Server {
@@ -68,6 +102,14 @@ func (e *Edge) route(w http.ResponseWriter, r *http.Request) {
 		e.readyz(w, r)
 	case strings.HasPrefix(r.URL.Path, "/mcp/"):
 		e.serveMCP(w, r)
+	case r.URL.Path == enroll.PathEnroll:
+		e.serveEnroll(w, r)
+	case r.URL.Path == enroll.PathRenew:
+		e.serveRenew(w, r)
+	case r.URL.Path == enroll.PathTrustBundle && r.Method == http.MethodGet:
+		e.serveTrustBundle(w, r)
+	case strings.HasPrefix(r.URL.Path, adminPrefix):
+		e.serveRemoteAdmin(w, r)
 	default:
 		http.NotFound(w, r)
 	}
@@ -92,6 +134,7 @@ type exchange struct {
 	start    time.Time
 	resource string
 	agent    certs.Identity
+	leaf     *x509.Certificate
 	status   int
 }
 
@@ -112,7 +155,18 @@ func (e *Edge) serveMCP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(headerRequestID, x.id)
 	defer e.observe(r, x)
 
-	if !e.authenticate(w, r, x) || !e.checkTarget(w, r, x) {
+	if !e.authenticate(w, r, x) {
+		return
+	}
+	// The request ends when its certificate is revoked or expires, even
+	// in the middle of a long SSE stream.
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	ctx, cancelExpiry := context.WithDeadlineCause(ctx, x.leaf.NotAfter, ErrCertExpired)
+	defer cancelExpiry()
+	defer e.active.track(x.agent, x.leaf, cancel)()
+	r = r.WithContext(ctx)
+	if !e.checkTarget(w, r, x) {
 		return
 	}
 	body, ok := e.readBody(w, r, x)
@@ -143,7 +197,7 @@ func (e *Edge) authenticate(w http.ResponseWriter, r *http.Request, x *exchange)
 		x.fail(w, http.StatusUnauthorized, mcp.CodeUnauthenticated, "an Airlock agent certificate is required")
 		return false
 	}
-	id, _, err := certs.PeerIdentity(*r.TLS, e.ca.TrustDomain(), certs.KindAgent)
+	id, leaf, err := certs.PeerIdentity(*r.TLS, e.ca.TrustDomain(), certs.KindAgent)
 	var wrongKind *certs.WrongKindError
 	switch {
 	case errors.As(err, &wrongKind):
@@ -155,7 +209,18 @@ func (e *Edge) authenticate(w http.ResponseWriter, r *http.Request, x *exchange)
 		x.fail(w, http.StatusUnauthorized, mcp.CodeUnauthenticated, "an Airlock agent certificate is required")
 		return false
 	}
-	x.agent = id
+	if rev, ok := e.revoked.check(id, leaf); ok {
+		x.fail(w, http.StatusUnauthorized, mcp.CodeUnauthenticated, revokedMessage(id, rev))
+		return false
+	}
+	now := time.Now()
+	if now.After(leaf.NotAfter) {
+		x.fail(w, http.StatusUnauthorized, mcp.CodeUnauthenticated,
+			fmt.Sprintf("certificate of %s expired at %s", id, leaf.NotAfter.UTC().Format(time.RFC3339)))
+		return false
+	}
+	e.seen.touch(id.String(), now)
+	x.agent, x.leaf = id, leaf
 	return true
 }
 

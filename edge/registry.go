@@ -1,12 +1,15 @@
 package edge
 
 import (
+	"crypto/x509"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/airlockhq/airlock/certs"
 )
 
 // link is one acknowledged tunnel from a connector.
@@ -20,6 +23,8 @@ type link struct {
 	software  string
 	since     time.Time
 	notAfter  time.Time
+	identity  certs.Identity
+	leaf      *x509.Certificate
 
 	inFlight atomic.Int64
 	draining atomic.Bool

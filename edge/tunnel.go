@@ -22,13 +22,13 @@ import (
 const helloTimeout = 10 * time.Second
 
 func (e *Edge) tunnelTLS() *tls.Config {
-	return &tls.Config{
-		MinVersion:     tls.VersionTLS13,
-		GetCertificate: e.serving.get,
-		ClientAuth:     tls.RequireAndVerifyClientCert,
-		ClientCAs:      e.ca.Pool(),
-		NextProtos:     []string{tunnel.ALPN},
-	}
+	return e.withCurrentRoots(&tls.Config{
+		MinVersion:       tls.VersionTLS13,
+		GetCertificate:   e.serving.get,
+		ClientAuth:       tls.RequireAndVerifyClientCert,
+		NextProtos:       []string{tunnel.ALPN},
+		VerifyConnection: e.refuseRevoked,
+	})
 }
 
 func (e *Edge) acceptConnectors(ctx context.Context) {
@@ -70,10 +70,20 @@ func (e *Edge) serveConnector(ctx context.Context, conn *quic.Conn) {
 		logger.Info("stale tunnel replaced", "old_instance", old.instance)
 	}
 	logger.Info("connector connected", logkey.Resources, l.resources, "software", l.software)
+	e.seen.touch(l.identity.String(), time.Now())
+
+	// A tunnel lives no longer than the certificate that opened it; the
+	// connector renews early and replaces its tunnels before this fires.
+	expire := time.AfterFunc(time.Until(l.notAfter), func() {
+		logger.Info("tunnel certificate expired, closing tunnel")
+		l.conn.CloseWithError(tunnel.CodeExpired, "certificate expired")
+	})
+	defer expire.Stop()
 
 	go e.readControl(ctrl, l, logger)
 	<-conn.Context().Done()
 	e.registry.remove(l)
+	e.seen.touch(l.identity.String(), time.Now())
 	logger.Info("connector disconnected", logkey.Error, context.Cause(conn.Context()))
 }
 
@@ -115,6 +125,9 @@ func (e *Edge) admit(conn *quic.Conn, h *tunnel.Hello) (*link, error) {
 	if err != nil {
 		return nil, &refusalError{"identity", err.Error()}
 	}
+	if rev, ok := e.revoked.check(id, leaf); ok {
+		return nil, &refusalError{"revoked", revokedMessage(id, rev)}
+	}
 	if err := h.Validate(); err != nil {
 		return nil, &refusalError{"hello", err.Error()}
 	}
@@ -140,6 +153,8 @@ func (e *Edge) admit(conn *quic.Conn, h *tunnel.Hello) (*link, error) {
 		software:  h.Software,
 		since:     time.Now(),
 		notAfter:  leaf.NotAfter,
+		identity:  id,
+		leaf:      leaf,
 	}, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock/certs"
+	"github.com/airlockhq/airlock/certs/enroll"
 	"github.com/airlockhq/airlock/connector"
 	"github.com/airlockhq/airlock/edge"
 	"github.com/airlockhq/airlock/examples/demoserver"
@@ -23,15 +24,17 @@ const (
 	devConnector = "dev-connector"
 	devAgent     = "dev-agent"
 	devResource  = "demo"
-	// devCertLifetime is long enough for a working day; the quickstart
-	// issues fresh certificates on every start.
-	devCertLifetime = 12 * time.Hour
+	// devAgentLifetime is long enough for an afternoon of curl: the
+	// quickstart renews the agent's certificate while it runs, but curl
+	// reads the files only when it starts.
+	devAgentLifetime = 12 * time.Hour
 )
 
 // devInfo is dev.json: what scripts need to call the local deployment.
 // Paths are absolute.
 type devInfo struct {
 	EdgeURL    string            `json:"edge_url"`
+	DataDir    string            `json:"data_dir"`
 	CACert     string            `json:"ca_cert"`
 	AgentCert  string            `json:"agent_cert"`
 	AgentKey   string            `json:"agent_key"`
@@ -45,8 +48,10 @@ type stack struct {
 	info    devInfo
 	edge    *edge.Edge
 	conn    *connector.Connector
+	agent   *enroll.Holder
 	demo    *http.Server
 	stopped chan error
+	runCtx  context.Context
 	cancel  context.CancelFunc
 }
 
@@ -65,23 +70,9 @@ func startStack(ctx context.Context, opts stackOptions) (*stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	ca, err := openOrInitCA(filepath.Join(dir, "edge"))
-	if err != nil {
+	if _, err := openOrInitCA(filepath.Join(dir, "edge")); err != nil {
 		return nil, err
 	}
-	agentCert, agentKey, err := issueFiles(ctx, ca, certs.KindAgent, devAgent, filepath.Join(dir, "agent"))
-	if err != nil {
-		return nil, err
-	}
-	connCert, connKey, err := issueFiles(ctx, ca, certs.KindConnector, devConnector, filepath.Join(dir, "connector"))
-	if err != nil {
-		return nil, err
-	}
-	caFile := filepath.Join(dir, "ca.crt")
-	if err := certs.WriteCertificates(caFile, ca.Root()); err != nil {
-		return nil, err
-	}
-
 	demoURL, demo, err := startDemo(dir, opts)
 	if err != nil {
 		return nil, err
@@ -91,34 +82,24 @@ func startStack(ctx context.Context, opts stackOptions) (*stack, error) {
 		demo.Close()
 		return nil, err
 	}
-	cc := connector.Config{
-		Name:       devConnector,
-		Edges:      []string{s.edge.TunnelAddr().String()},
-		CAFile:     caFile,
-		CertFile:   connCert,
-		KeyFile:    connKey,
-		DrainGrace: 5 * time.Second,
-		Resources:  []connector.Resource{{Name: devResource, URL: demoURL}},
-	}.WithDefaults()
-	if s.conn, err = connector.New(cc, connector.Options{Logger: opts.logger}); err != nil {
+	edgeURL := "https://" + s.edge.Addr().String()
+	if err := s.startConnector(ctx, dir, demoURL, opts.logger); err != nil {
 		s.edge.Shutdown(ctx)
 		demo.Close()
 		return nil, err
 	}
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.cancel = cancel
-	go func() { s.stopped <- s.conn.Run(runCtx) }()
-	if err := waitConnected(ctx, s.conn, cc.Connections); err != nil {
+	if s.agent, err = s.enrollAgent(ctx, dir, edgeURL, opts.logger); err != nil {
 		s.stop()
 		return nil, err
 	}
+	go (&enroll.Renewer{Holder: s.agent, Logger: opts.logger}).Run(s.runCtx)
 
-	edgeURL := "https://" + s.edge.Addr().String()
 	s.info = devInfo{
 		EdgeURL:   edgeURL,
-		CACert:    caFile,
-		AgentCert: agentCert,
-		AgentKey:  agentKey,
+		DataDir:   filepath.Join(dir, "edge"),
+		CACert:    enroll.BundleFile(s.agent.Dir()),
+		AgentCert: enroll.IdentityFile(s.agent.Dir()),
+		AgentKey:  enroll.IdentityFile(s.agent.Dir()),
 		Resources: map[string]string{devResource: edgeURL + "/mcp/" + devResource},
 	}
 	if a := s.edge.OpsAddr(); a != nil {
@@ -134,6 +115,9 @@ func (s *stack) startEdge(ctx context.Context, dir string, opts stackOptions) er
 		OpsListen:     opts.opsAddr,
 		ShutdownGrace: 5 * time.Second,
 		Resources:     []edge.Resource{{Name: devResource, Connectors: []string{devConnector}}},
+		// The quickstart's agent is curl, which reads its certificate
+		// once: give it a working afternoon.
+		AgentCertLifetime: devAgentLifetime,
 	}.WithDefaults()
 	e, err := edge.New(ec, opts.logger)
 	if err != nil {
@@ -165,13 +149,52 @@ func openOrInitCA(edgeDir string) (*certs.Authority, error) {
 	return ca, err
 }
 
-func issueFiles(ctx context.Context, ca *certs.Authority, kind certs.Kind, name, dir string) (string, string, error) {
-	cred, err := ca.Issue(ctx, certs.SignRequest{Kind: kind, Name: name, Lifetime: devCertLifetime})
+// startConnector enrolls the connector with a fresh join token, the way
+// a real one enrolls on first start, and runs it until stop.
+func (s *stack) startConnector(ctx context.Context, dir, demoURL string, logger *slog.Logger) error {
+	cc := connector.Config{
+		Name:       devConnector,
+		Edges:      []string{s.edge.TunnelAddr().String()},
+		DataDir:    filepath.Join(dir, "connector"),
+		EnrollURL:  "https://" + s.edge.Addr().String(),
+		DrainGrace: 5 * time.Second,
+		Resources:  []connector.Resource{{Name: devResource, URL: demoURL}},
+	}.WithDefaults()
+	tok, err := s.edge.CreateJoinToken(edge.TokenRequest{Kind: string(certs.KindConnector), Name: devConnector})
 	if err != nil {
-		return "", "", err
+		return err
 	}
-	certFile, keyFile := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	return certFile, keyFile, cred.WriteFiles(certFile, keyFile)
+	if err := connector.Enroll(ctx, cc, tok.Token, logger); err != nil {
+		return err
+	}
+	if s.conn, err = connector.New(cc, connector.Options{Logger: logger}); err != nil {
+		return err
+	}
+	s.runCtx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	go func() { s.stopped <- s.conn.Run(s.runCtx) }()
+	if err := waitConnected(ctx, s.conn, cc.Connections); err != nil {
+		s.cancel()
+		<-s.stopped
+		return err
+	}
+	return nil
+}
+
+// enrollAgent enrolls the quickstart's agent with a fresh join token into
+// DIR/agent, the agent profile that `--profile` takes.
+func (s *stack) enrollAgent(ctx context.Context, dir, edgeURL string, logger *slog.Logger) (*enroll.Holder, error) {
+	tok, err := s.edge.CreateJoinToken(edge.TokenRequest{Kind: string(certs.KindAgent), Name: devAgent})
+	if err != nil {
+		return nil, err
+	}
+	return enroll.Enroll(ctx, enroll.Options{
+		EdgeURL: edgeURL,
+		Token:   tok.Token,
+		Kind:    certs.KindAgent,
+		Name:    devAgent,
+		Dir:     filepath.Join(dir, "agent"),
+		Logger:  logger,
+	})
 }
 
 func startDemo(dir string, opts stackOptions) (string, *http.Server, error) {

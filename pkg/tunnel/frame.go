@@ -41,6 +41,10 @@ const (
 	CodeCancelled = 5
 	// CodeUpstream resets a stream whose upstream failed mid-response.
 	CodeUpstream = 6
+	// CodeRevoked closes a connection whose certificate was revoked.
+	CodeRevoked = 7
+	// CodeExpired closes a connection whose certificate has expired.
+	CodeExpired = 8
 )
 
 // WriteFrame writes v as one JSON frame.

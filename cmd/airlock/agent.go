@@ -1,0 +1,123 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/airlockhq/airlock/certs"
+	"github.com/airlockhq/airlock/certs/enroll"
+)
+
+func newAgentCmd(g *globalFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Agent side: enroll, and keep an agent's credential fresh",
+		Long: "Commands for the host an agent runs on. An agent profile is a folder (--profile)\n" +
+			"holding the agent's key and certificate (identity.pem, mode 0600), the trust\n" +
+			"bundle (ca.pem) and the edge's URL; `airlock agent enroll` creates it.",
+	}
+	cmd.AddCommand(newAgentEnrollCmd(g), newAgentRenewCmd(g), newAgentStatusCmd())
+	return cmd
+}
+
+func newAgentEnrollCmd(g *globalFlags) *cobra.Command {
+	var opts enroll.Options
+	cmd := &cobra.Command{
+		Use:   "enroll --edge URL --token TOKEN --dir DIR",
+		Short: "Make a key on this host and redeem a join token for the agent's certificate",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := g.logger()
+			if err != nil {
+				return err
+			}
+			opts.Kind, opts.Logger = certs.KindAgent, logger
+			h, err := enroll.Enroll(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
+			leaf := h.Credential().Leaf()
+			fmt.Fprintf(cmd.OutOrStdout(), "enrolled %s until %s\n  profile: %s\n",
+				h.Identity(), leaf.NotAfter.Format(time.RFC3339), h.Dir())
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.EdgeURL, "edge", "", "the edge's URL, https://host:port (required)")
+	f.StringVar(&opts.Token, "token", "", "the join token from `airlock admin token create` (required)")
+	f.StringVar(&opts.Dir, "dir", "", "the agent profile folder to create (required)")
+	f.StringVar(&opts.Name, "name", "", "refuse a token for another agent name")
+	f.StringVar(&opts.CAFile, "ca-file", "", "trust this PEM bundle instead of checking the token's pin")
+	for _, n := range []string{"edge", "token", "dir"} {
+		cmd.MarkFlagRequired(n)
+	}
+	return cmd
+}
+
+func newAgentRenewCmd(g *globalFlags) *cobra.Command {
+	var profile string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "renew --profile DIR [--force]",
+		Short: "Renew the agent's certificate over mutual TLS if it is due (for cron and scripts)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := g.logger(); err != nil {
+				return err
+			}
+			h, err := enroll.Load(profile)
+			if err != nil {
+				return err
+			}
+			leaf := h.Credential().Leaf()
+			if time.Now().After(leaf.NotAfter) {
+				return enroll.ErrExpired
+			}
+			if due := enroll.RenewAt(leaf, 0); !force && time.Now().Before(due) {
+				fmt.Fprintf(cmd.OutOrStdout(), "not due: %s renews after %s (--force to renew now)\n",
+					h.Identity(), due.Format(time.RFC3339))
+				return nil
+			}
+			if err := h.Renew(cmd.Context()); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "renewed %s until %s\n", h.Identity(),
+				h.Credential().Leaf().NotAfter.Format(time.RFC3339))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&profile, "profile", "", "the agent profile folder (required)")
+	cmd.Flags().BoolVar(&force, "force", false, "renew even when not yet due")
+	cmd.MarkFlagRequired("profile")
+	return cmd
+}
+
+func newAgentStatusCmd() *cobra.Command {
+	var profile string
+	cmd := &cobra.Command{
+		Use:   "status --profile DIR",
+		Short: "Show the agent profile: identity, edge, certificate lifetime",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			h, err := enroll.Load(profile)
+			if err != nil {
+				return err
+			}
+			leaf := h.Credential().Leaf()
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "identity     %s\nedge         %s\nserial       %s\nnot after    %s\nrenews after %s\ntrusted roots %d\n",
+				h.Identity(), h.EdgeURL(), leaf.SerialNumber, leaf.NotAfter.Format(time.RFC3339),
+				enroll.RenewAt(leaf, 0).Format(time.RFC3339), len(h.Bundle()))
+			if time.Now().After(leaf.NotAfter) {
+				return errors.New("the certificate has expired: enroll again with a new join token")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&profile, "profile", "", "the agent profile folder (required)")
+	cmd.MarkFlagRequired("profile")
+	return cmd
+}
