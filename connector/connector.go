@@ -45,6 +45,7 @@ type Connector struct {
 
 	inFlight atomic.Int64
 	draining atomic.Bool
+	renewals atomic.Int64
 
 	// mu guards sessions.
 	mu       sync.Mutex
@@ -236,18 +237,9 @@ func (c *Connector) keep(ctx context.Context, tr *quic.Transport, addr string, s
 		renewed := c.renewed.wait()
 		s, err := c.connect(ctx, tr, addr, logger)
 		if err == nil {
-			start := time.Now()
-			select {
-			case <-renewed:
-				go s.retire()
-				attempt = 0
-				continue
-			case <-s.done:
-				err = s.err
-			case <-ctx.Done():
-				return
-			}
-			if time.Since(start) >= c.cfg.Backoff.ResetAfter {
+			var up time.Duration
+			up, err = c.hold(ctx, tr, addr, s, renewed, logger)
+			if up >= c.cfg.Backoff.ResetAfter {
 				attempt = 0
 			}
 		}
@@ -267,6 +259,38 @@ func (c *Connector) keep(ctx context.Context, tr *quic.Transport, addr string, s
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
+		}
+	}
+}
+
+// hold serves through s until its connection ends, and says how long the
+// tunnel was up. After each renewal it dials a tunnel with the new
+// certificate and only then retires the old one; if that dial fails, the
+// old tunnel keeps serving until it ends.
+func (c *Connector) hold(
+	ctx context.Context,
+	tr *quic.Transport,
+	addr string,
+	s *session,
+	renewed <-chan struct{},
+	logger *slog.Logger,
+) (time.Duration, error) {
+	start := time.Now()
+	for {
+		select {
+		case <-renewed:
+			renewed = c.renewed.wait()
+			next, err := c.connect(ctx, tr, addr, logger)
+			if err != nil {
+				logger.Warn("dialing with the renewed certificate failed, keeping the old tunnel", logkey.Error, err)
+				continue
+			}
+			go s.retire()
+			s = next
+		case <-s.done:
+			return time.Since(start), s.err
+		case <-ctx.Done():
+			return time.Since(start), ctx.Err()
 		}
 	}
 }

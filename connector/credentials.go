@@ -70,6 +70,10 @@ func loadCredentials(cfg Config) (credentials, *enroll.Holder, error) {
 	return &fileCredentials{cert: cred.TLSCertificate(), roots: roots, id: id}, nil, nil
 }
 
+// Renewals returns how often the connector's credential has changed
+// since it started: renewals and trust-bundle updates.
+func (c *Connector) Renewals() int64 { return c.renewals.Load() }
+
 // Enrolled reports whether data_dir already holds a credential.
 func Enrolled(cfg Config) bool {
 	_, err := os.Stat(enroll.IdentityFile(cfg.DataDir))
@@ -146,7 +150,10 @@ func (c *Connector) startRenewal(ctx context.Context) (context.Context, func() e
 		return ctx, func() error { return nil }
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
-	c.holder.OnChange(c.renewed.fire)
+	c.holder.OnChange(func() {
+		c.renewals.Add(1)
+		c.renewed.fire()
+	})
 	r := &enroll.Renewer{Holder: c.holder, Logger: c.logger}
 	go func() {
 		if err := r.Run(ctx); err != nil {

@@ -79,15 +79,21 @@ func (s *session) acceptStreams() error {
 	}
 }
 
+// retireSettle is how long a retired tunnel stays open at least after its
+// drain: streams the edge opened before the drain reached it may still be
+// on their way.
+const retireSettle = 250 * time.Millisecond
+
 // retire ends a tunnel that a newer one replaces: the edge sends it no
-// new streams, and it closes once its requests are done or the drain
-// grace period is over.
+// new streams, and it closes once its requests are done (but not before
+// retireSettle) or the drain grace period is over.
 func (s *session) retire() {
 	s.sendDrain()
-	deadline := time.Now().Add(s.c.cfg.DrainGrace)
+	start := time.Now()
+	deadline := start.Add(s.c.cfg.DrainGrace)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for s.inFlight.Load() > 0 && time.Now().Before(deadline) {
+	for (s.inFlight.Load() > 0 || time.Since(start) < retireSettle) && time.Now().Before(deadline) {
 		select {
 		case <-s.done:
 			return

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -139,7 +140,7 @@ func (e *Edge) CreateJoinToken(req TokenRequest) (TokenInfo, error) {
 	}
 	tok := enroll.JoinToken{ID: randomText(8, hex.EncodeToString), Secret: randomText(32, base64.RawURLEncoding.EncodeToString),
 		Pin: enroll.Pin(e.ca.Root().Raw)}
-	now := time.Now()
+	now := e.now()
 	rec := store.JoinToken{ID: tok.ID, Kind: string(kind), Name: req.Name, SecretHash: enroll.SecretHash(tok.Secret),
 		CreatedAt: now, ExpiresAt: now.Add(ttl)}
 	if err := e.store.PutJoinToken(rec); err != nil {
@@ -348,14 +349,14 @@ func (e *Edge) adminCAStatus(w http.ResponseWriter, _ *http.Request) {
 // RotateCA runs one step of a CA rotation: prepare, activate or retire
 // (see [certs.Authority.Prepare]). Activate also re-mints the edge's own
 // serving certificate from the new intermediate.
-func (e *Edge) RotateCA(r *http.Request, step string) error {
+func (e *Edge) RotateCA(ctx context.Context, step string) error {
 	var err error
 	switch step {
 	case "prepare":
 		err = e.ca.Prepare()
 	case "activate":
 		if err = e.ca.Activate(); err == nil {
-			err = e.serving.renew(r.Context())
+			err = e.serving.renew(ctx)
 		}
 	case "retire":
 		err = e.ca.Retire()
@@ -370,7 +371,7 @@ func (e *Edge) RotateCA(r *http.Request, step string) error {
 }
 
 func (e *Edge) adminCAStep(w http.ResponseWriter, r *http.Request) {
-	err := e.RotateCA(r, r.PathValue("step"))
+	err := e.RotateCA(r.Context(), r.PathValue("step"))
 	var status int
 	switch {
 	case err == nil:

@@ -57,6 +57,8 @@ type Edge struct {
 	active    *activeRequests
 	seen      *lastSeen
 	ready     atomic.Bool
+	// now is the clock of join-token expiry; tests replace it.
+	now func() time.Time
 
 	// Set by Start.
 	httpLn    net.Listener
@@ -117,6 +119,7 @@ func New(cfg Config, logger *slog.Logger) (*Edge, error) {
 		revoked:   revoked,
 		active:    newActiveRequests(),
 		seen:      newLastSeen(st, time.Minute),
+		now:       time.Now,
 	}
 	for _, r := range cfg.Resources {
 		e.resources[r.Name] = r

@@ -69,7 +69,7 @@ func (e *Edge) serveEnroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var chain []*x509.Certificate
-	_, err = e.store.RedeemJoinToken(tok.ID, enroll.SecretHash(tok.Secret), time.Now(), func(t store.JoinToken) (string, error) {
+	_, err = e.store.RedeemJoinToken(tok.ID, enroll.SecretHash(tok.Secret), e.now(), func(t store.JoinToken) (string, error) {
 		chain, err = e.signForToken(r.Context(), t, req)
 		if err != nil {
 			return "", err

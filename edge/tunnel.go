@@ -72,8 +72,15 @@ func (e *Edge) serveConnector(ctx context.Context, conn *quic.Conn) {
 	logger.Info("connector connected", logkey.Resources, l.resources, "software", l.software)
 	e.seen.touch(l.identity.String(), time.Now())
 
-	// A tunnel lives no longer than the certificate that opened it; the
-	// connector renews early and replaces its tunnels before this fires.
+	// A tunnel lives no longer than the certificate that opened it. The
+	// connector renews early and replaces its tunnels long before; a
+	// tunnel still here shortly before expiry takes no new requests, so
+	// that the close cuts as few as possible.
+	life := l.notAfter.Sub(issuedAt(l.leaf))
+	drain := time.AfterFunc(time.Until(l.notAfter.Add(-min(life/10, time.Minute))), func() {
+		l.draining.Store(true)
+	})
+	defer drain.Stop()
 	expire := time.AfterFunc(time.Until(l.notAfter), func() {
 		logger.Info("tunnel certificate expired, closing tunnel")
 		l.conn.CloseWithError(tunnel.CodeExpired, "certificate expired")

@@ -47,7 +47,12 @@ type issued struct {
 // identity the answer names, which must match want (see [checkIdentity]).
 // The answer came over TLS verified against roots we already trust, so
 // its bundle is as authentic as they are.
-func checkAnswer(resp Response, key crypto.Signer, fallback []*x509.Certificate, want certs.Identity) (*issued, error) {
+func checkAnswer(
+	resp Response,
+	key crypto.Signer,
+	fallback []*x509.Certificate,
+	want certs.Identity,
+) (*issued, error) {
 	chain, err := parseCertificates([]byte(resp.Certificate))
 	if err != nil {
 		return nil, fmt.Errorf("reading issued certificate: %w", err)
@@ -72,7 +77,8 @@ func checkAnswer(resp Response, key crypto.Signer, fallback []*x509.Certificate,
 		return nil, err
 	}
 	if resp.Identity != id.String() {
-		return nil, fmt.Errorf("answer names identity %q but the certificate asserts %s", resp.Identity, id)
+		return nil, fmt.Errorf("answer names identity %q but the certificate asserts %s",
+			resp.Identity, id)
 	}
 	return &issued{id: id, cred: &certs.Credential{Chain: chain, Key: key}, bundle: bundle}, nil
 }
@@ -82,7 +88,8 @@ func checkAnswer(resp Response, key crypto.Signer, fallback []*x509.Certificate,
 func checkIdentity(got, want certs.Identity) error {
 	switch {
 	case got.Kind != want.Kind:
-		return fmt.Errorf("edge issued %s, an identity of kind %s, want kind %s", got, got.Kind, want.Kind)
+		return fmt.Errorf("edge issued %s, an identity of kind %s, want kind %s",
+			got, got.Kind, want.Kind)
 	case want.Name != "" && got.Name != want.Name:
 		return fmt.Errorf("edge issued %s, want the name %q", got, want.Name)
 	case want.Domain != "" && got.Domain != want.Domain:
@@ -121,7 +128,8 @@ func parseEdgeURL(s string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("parsing edge URL: %w", err)
 	}
-	if u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+	plain := u.User == nil && u.RawQuery == "" && u.Fragment == ""
+	if u.Scheme != "https" || u.Host == "" || !plain {
 		return "", fmt.Errorf("edge URL %q is not of the form https://host:port", s)
 	}
 	return strings.TrimRight(s, "/"), nil

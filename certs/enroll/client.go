@@ -89,7 +89,11 @@ func exchange(ctx context.Context, client *http.Client, url string, req Request)
 
 // fetchBundle gets the PEM trust bundle at url; one without a certificate
 // is an error.
-func fetchBundle(ctx context.Context, client *http.Client, url string) ([]*x509.Certificate, error) {
+func fetchBundle(
+	ctx context.Context,
+	client *http.Client,
+	url string,
+) ([]*x509.Certificate, error) {
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
@@ -128,7 +132,12 @@ func do(client *http.Client, hreq *http.Request) ([]byte, error) {
 func refusal(status int, body []byte) *RefusedError {
 	var er ErrorResponse
 	if err := json.Unmarshal(body, &er); err == nil && er.Error != "" {
-		return &RefusedError{Status: status, Code: er.Error, Description: er.Description, RequestID: er.RequestID}
+		return &RefusedError{
+			Status:      status,
+			Code:        er.Error,
+			Description: er.Description,
+			RequestID:   er.RequestID,
+		}
 	}
 	return &RefusedError{Status: status, Description: snippet(body)}
 }

@@ -39,9 +39,11 @@ type fakeEdge struct {
 	gets  int // requests to PathTrustBundle
 	// refuse, if set, answers every POST with this status and raw body.
 	refuse     *fakeRefusal
-	signKind   certs.Kind // issue this kind instead of the right one
-	signName   string     // issue this name instead of the right one
-	foreignKey bool       // issue for another key than the CSR's
+	signKind   certs.Kind       // issue this kind instead of the right one
+	signName   string           // issue this name instead of the right one
+	foreignKey bool             // issue for another key than the CSR's
+	signer     *certs.Authority // sign with this CA instead
+	answerID   string           // name this identity in the answer
 	extraRoots []*x509.Certificate
 }
 
@@ -151,7 +153,8 @@ func (e *fakeEdge) serveRenew(w http.ResponseWriter, r *http.Request) {
 	if e.countPost(w) {
 		return
 	}
-	id, _, err := certs.PeerIdentity(*r.TLS, certs.DefaultTrustDomain, certs.KindAgent, certs.KindConnector)
+	id, _, err := certs.PeerIdentity(*r.TLS, certs.DefaultTrustDomain,
+		certs.KindAgent, certs.KindConnector)
 	if err != nil {
 		refuseJSON(w, http.StatusUnauthorized, CodeUnauthorized, err.Error())
 		return
@@ -170,28 +173,38 @@ func (e *fakeEdge) serveWhoami(w http.ResponseWriter, r *http.Request) {
 }
 
 // issue signs csr for kind/name, or for what the misbehaviour fields say.
-func (e *fakeEdge) issue(w http.ResponseWriter, r *http.Request, csr *x509.CertificateRequest, kind certs.Kind, name string) {
+func (e *fakeEdge) issue(
+	w http.ResponseWriter,
+	r *http.Request,
+	csr *x509.CertificateRequest,
+	kind certs.Kind,
+	name string,
+) {
 	e.mu.Lock()
 	kind, name = cmp.Or(e.signKind, kind), cmp.Or(e.signName, name)
-	foreign := e.foreignKey
+	foreign, signer, answerID := e.foreignKey, cmp.Or(e.signer, e.ca), e.answerID
 	e.mu.Unlock()
 	if foreign {
 		csr = otherCSR()
 	}
-	chain, err := e.ca.Sign(r.Context(), csr, certs.SignRequest{Kind: kind, Name: name, Lifetime: time.Hour})
+	req := certs.SignRequest{Kind: kind, Name: name, Lifetime: time.Hour}
+	chain, err := signer.Sign(r.Context(), csr, req)
 	if err != nil {
 		refuseJSON(w, http.StatusInternalServerError, CodeServerError, err.Error())
 		return
 	}
 	id, _ := certs.IdentityOf(chain[0])
 	json.NewEncoder(w).Encode(Response{
-		Identity:    id.String(),
+		Identity:    cmp.Or(answerID, id.String()),
 		Certificate: string(encodeCertificates(chain)),
 		TrustBundle: string(encodeCertificates(e.bundle())),
 	})
 }
 
-func readFakeRequest(w http.ResponseWriter, r *http.Request) (Request, *x509.CertificateRequest, bool) {
+func readFakeRequest(
+	w http.ResponseWriter,
+	r *http.Request,
+) (Request, *x509.CertificateRequest, bool) {
 	var req Request
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 		refuseJSON(w, http.StatusBadRequest, CodeInvalidRequest, err.Error())

@@ -129,7 +129,13 @@ func enroll(ctx context.Context, edge string, opts Options) (*Holder, error) {
 // enrollTrust returns the roots that authenticate the edge before we
 // send it the token: those of caFile, or else the roots of the edge's
 // trust bundle that match the token's pin.
-func enrollTrust(ctx context.Context, edge string, tok JoinToken, caFile string, timeout time.Duration) ([]*x509.Certificate, error) {
+func enrollTrust(
+	ctx context.Context,
+	edge string,
+	tok JoinToken,
+	caFile string,
+	timeout time.Duration,
+) ([]*x509.Certificate, error) {
 	if caFile != "" {
 		return certs.ReadCertificates(caFile)
 	}
@@ -155,7 +161,9 @@ func enrollTrust(ctx context.Context, edge string, tok JoinToken, caFile string,
 		}
 	}
 	if len(pinned) == 0 {
-		return nil, fmt.Errorf("trust bundle from %s does not match the join token's pin: refusing to enroll (is this the right edge?)", edge)
+		return nil, fmt.Errorf(
+			"trust bundle from %s does not match the join token's pin: refusing to enroll (is this the right edge?)",
+			edge)
 	}
 	return pinned, nil
 }

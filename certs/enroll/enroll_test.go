@@ -206,6 +206,12 @@ func TestEnrollChecksAnswer(t *testing.T) {
 		{"another kind", func(e *fakeEdge) { e.signKind = certs.KindConnector }, "want kind agent"},
 		{"another name", func(e *fakeEdge) { e.signName = "other" }, `want the name "ci"`},
 		{"another key", func(e *fakeEdge) { e.foreignKey = true }, "not for the key we sent"},
+		{"another CA", func(e *fakeEdge) { e.signer = newFakeEdge(t).ca }, "certificate signed by unknown authority"},
+		{
+			name:    "answer names another identity",
+			edit:    func(e *fakeEdge) { e.answerID = "spiffe://airlock.local/agent/other" },
+			wantErr: `answer names identity "spiffe://airlock.local/agent/other" but the certificate asserts spiffe://airlock.local/agent/ci`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -56,7 +56,8 @@ func Load(dir string) (*Holder, error) {
 	}
 	id, err := certs.ParseIdentity(rec.Identity)
 	if err != nil {
-		return nil, fmt.Errorf("loading credential from %s: reading %s: %w", dir, EnrollmentFile(dir), err)
+		return nil, fmt.Errorf("loading credential from %s: reading %s: %w",
+			dir, EnrollmentFile(dir), err)
 	}
 	cred, err := readIdentity(IdentityFile(dir))
 	if err != nil {
@@ -201,7 +202,12 @@ func encodeCertificates(list []*x509.Certificate) []byte {
 // writeEnrollment writes all three files of a new enrollment to dir,
 // creating it (0700). The enrollment file comes last: it marks a
 // complete folder.
-func writeEnrollment(dir string, rec enrollment, cred *certs.Credential, bundle []*x509.Certificate) error {
+func writeEnrollment(
+	dir string,
+	rec enrollment,
+	cred *certs.Credential,
+	bundle []*x509.Certificate,
+) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("creating folder %s: %w", dir, err)
 	}

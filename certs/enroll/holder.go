@@ -40,7 +40,7 @@ type Holder struct {
 	roots      *x509.CertPool
 	hooks      []hook
 	nextHook   int
-	transports []weak.Pointer[http.Transport]
+	transports []weak.Pointer[rotatingTransport]
 }
 
 // hook is a function registered with [Holder.OnChange].
@@ -49,7 +49,12 @@ type hook struct {
 	fn func()
 }
 
-func newHolder(dir, edgeURL string, id certs.Identity, cred *certs.Credential, bundle []*x509.Certificate) *Holder {
+func newHolder(
+	dir, edgeURL string,
+	id certs.Identity,
+	cred *certs.Credential,
+	bundle []*x509.Certificate,
+) *Holder {
 	h := &Holder{dir: dir, edgeURL: edgeURL, id: id, timeout: DefaultHTTPClientTimeout}
 	h.setLocked(cred, bundle)
 	return h
@@ -133,16 +138,18 @@ func (h *Holder) tlsConfigHTTP(host string) *tls.Config {
 
 // HTTPClient returns a new client that presents the holder's certificate
 // over HTTP/2 or HTTP/1.1, with a fresh [Holder.TLSConfig] for each
-// connection. The holder closes the client's idle connections after each
-// change of the credential or the bundle, so that new requests use new
-// connections and the new credential; connections in use are left alone.
-// The holder keeps only a weak reference: a client dropped by its caller
-// is collected as usual. The client has no timeout of its own: use
-// request contexts.
+// connection. After each change of the credential or the bundle the
+// client sends new requests over new connections, made with the new
+// credential, and lets requests in flight finish on the old ones, which
+// it then closes: a busy HTTP/2 connection is never idle, so closing idle
+// connections alone would keep the old certificate in use until it
+// expired. The holder keeps only a weak reference: a client dropped by
+// its caller is collected as usual. The client has no timeout of its own:
+// use request contexts.
 func (h *Holder) HTTPClient() *http.Client {
-	t := newTransport(h.tlsConfigHTTP)
+	t := newRotatingTransport(func() *http.Transport { return newTransport(h.tlsConfigHTTP) })
 	h.mu.Lock()
-	h.transports = slices.DeleteFunc(h.transports, func(p weak.Pointer[http.Transport]) bool {
+	h.transports = slices.DeleteFunc(h.transports, func(p weak.Pointer[rotatingTransport]) bool {
 		return p.Value() == nil
 	})
 	h.transports = append(h.transports, weak.Make(t))
@@ -207,14 +214,14 @@ func (h *Holder) write(cred *certs.Credential, bundle []*x509.Certificate) error
 	return nil
 }
 
-// changed closes the idle connections of the clients handed out and
-// calls the hooks.
+// changed moves the clients handed out to new connections and calls the
+// hooks.
 func (h *Holder) changed() {
 	h.mu.Lock()
 	var fns []func()
 	for _, p := range h.transports {
 		if t := p.Value(); t != nil {
-			fns = append(fns, t.CloseIdleConnections)
+			fns = append(fns, t.rotate)
 		}
 	}
 	for _, k := range h.hooks {

@@ -79,7 +79,8 @@ func TestLoadMissingFile(t *testing.T) {
 			}
 			_, err := Load(dir)
 			want := filepath.Join(dir, tt.want) + " is missing"
-			if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "airlock agent enroll") {
+			hint := "airlock agent enroll"
+			if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), hint) {
 				t.Errorf("Load() = %v, want an error containing %q and how to enroll", err, want)
 			}
 		})
@@ -170,7 +171,8 @@ func TestRenewRefusals(t *testing.T) {
 			if h.Credential() != before {
 				t.Error("failed Renew() replaced the credential")
 			}
-			if fileAfter, _ := os.ReadFile(IdentityFile(h.Dir())); !bytes.Equal(fileBefore, fileAfter) {
+			fileAfter, _ := os.ReadFile(IdentityFile(h.Dir()))
+			if !bytes.Equal(fileBefore, fileAfter) {
 				t.Error("failed Renew() replaced identity.pem")
 			}
 		})

@@ -86,12 +86,12 @@ type loop struct {
 
 // Run renews until ctx is done, then returns nil. It returns [ErrExpired]
 // once the certificate has expired and renewing failed until then.
+// Failures before that are logged and retried, never returned.
 func (r *Renewer) Run(ctx context.Context) error {
 	l := r.start()
-	for {
+	for renewed := false; ; renewed = true {
 		l.nextRefresh = time.Now().Add(l.every)
-		at := RenewAt(l.holder.Credential().Leaf(), 2*l.rand()-1)
-		if !l.waitRefreshing(ctx, at) {
+		if !l.waitRefreshing(ctx, l.renewTime(ctx, renewed)) {
 			return nil
 		}
 		if err := l.renewRetrying(ctx); err != nil || ctx.Err() != nil {
@@ -100,11 +100,31 @@ func (r *Renewer) Run(ctx context.Context) error {
 	}
 }
 
+// renewTime returns when to renew the current certificate. One that is
+// due as soon as it was renewed (the edge's clock far behind ours, say)
+// waits as after a failure, so that we never renew in a busy loop.
+func (l *loop) renewTime(ctx context.Context, renewed bool) time.Time {
+	leaf := l.holder.Credential().Leaf()
+	at := RenewAt(leaf, 2*l.rand()-1)
+	now := time.Now()
+	if !renewed || at.After(now) {
+		return at
+	}
+	left := leaf.NotAfter.Sub(now)
+	l.logger.WarnContext(ctx, "renewed certificate is already due for renewal",
+		logkey.CertNotAfter, leaf.NotAfter, logkey.TimeLeft, left.Round(time.Second))
+	return now.Add(min(retryDelay(left, l.rand()), max(left, 0)))
+}
+
 // start returns the loop of r with its defaults filled in.
 func (r *Renewer) start() *loop {
+	log := logger(r.Logger).With(
+		logkey.Component, "certs.renewer",
+		logkey.Identity, r.Holder.Identity().String(),
+	)
 	l := &loop{
 		holder:  r.Holder,
-		logger:  logger(r.Logger).With(logkey.Component, "certs.renewer", logkey.Identity, r.Holder.Identity().String()),
+		logger:  log,
 		every:   cmp.Or(r.BundleRefresh, DefaultBundleRefresh),
 		rand:    r.Rand,
 		renew:   r.renew,
@@ -149,7 +169,8 @@ func (l *loop) renewRetrying(ctx context.Context) error {
 	for attempt := 1; ; attempt++ {
 		notAfter := l.holder.Credential().Leaf().NotAfter
 		if !time.Now().Before(notAfter) {
-			l.logger.ErrorContext(ctx, "certificate expired; enroll again", logkey.CertNotAfter, notAfter)
+			l.logger.ErrorContext(ctx, "certificate expired; enroll again",
+				logkey.CertNotAfter, notAfter)
 			return ErrExpired
 		}
 		err := l.renew(ctx)

@@ -128,7 +128,10 @@ type RefusedError struct {
 }
 
 func (e *RefusedError) Error() string {
-	msg := fmt.Sprintf("edge refused (%d %s): %s", e.Status, e.Code, e.Description)
+	msg := fmt.Sprintf("edge refused (%d): %s", e.Status, e.Description)
+	if e.Code != "" {
+		msg = fmt.Sprintf("edge refused (%d %s): %s", e.Status, e.Code, e.Description)
+	}
 	if e.RequestID != "" {
 		msg += " (request " + e.RequestID + ")"
 	}
