@@ -68,7 +68,7 @@ func (e *Edge) forward(w http.ResponseWriter, r *http.Request, x *exchange, l *l
 		abandon(str)
 		<-wrote
 		if ctx.Err() != nil {
-			x.status = 499
+			e.endedEarly(w, x, context.Cause(ctx))
 			return
 		}
 		e.tunnelFailed(w, r, x, l, fmt.Errorf("reading response: %w", err))
@@ -146,6 +146,19 @@ func writeRequest(str *quic.Stream, x *exchange, out *http.Request) error {
 func abandon(str *quic.Stream) {
 	str.CancelRead(tunnel.CodeCancelled)
 	str.CancelWrite(tunnel.CodeCancelled)
+}
+
+// endedEarly answers a request that ended before its response arrived.
+// A revoked or expired certificate is the agent's to know about; an agent
+// that hung up reads nothing, and the status only feeds the metrics.
+func (e *Edge) endedEarly(w http.ResponseWriter, x *exchange, cause error) {
+	switch {
+	case errors.Is(cause, ErrRevoked), errors.Is(cause, ErrCertExpired):
+		x.fail(w, http.StatusUnauthorized, mcp.CodeUnauthenticated,
+			fmt.Sprintf("the request was ended: %v", cause))
+	default:
+		x.status = 499
+	}
 }
 
 func (e *Edge) tunnelFailed(w http.ResponseWriter, r *http.Request, x *exchange, l *link, err error) {
