@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/airlockhq/airlock/certs"
+	"github.com/airlockhq/airlock/certs/enroll"
 	"github.com/airlockhq/airlock/connector"
 	"github.com/airlockhq/airlock/edge"
 	"github.com/airlockhq/airlock/examples/demoserver"
@@ -184,27 +186,22 @@ func TestDevQuickstart(t *testing.T) {
 }
 
 // TestExampleConfigs follows the comments of examples/edge.yaml and
-// examples/connector.yaml: init, issue, run both, call through them.
+// examples/connector.yaml and the README: init, run the edge, enroll a
+// connector and an agent with join tokens, call through them, then
+// administer the edge through its local socket and over mTLS.
 func TestExampleConfigs(t *testing.T) {
 	dir := t.TempDir()
 	ctx := t.Context()
 	demo := httptest.NewServer(demoserver.Handler(demoserver.Options{}, true))
 	t.Cleanup(demo.Close)
 
+	addr := freeAddr(t)
 	copyExample(t, "edge.yaml", filepath.Join(dir, "edge.yaml"), nil)
 	copyExample(t, "connector.yaml", filepath.Join(dir, "connector.yaml"),
-		strings.NewReplacer("http://127.0.0.1:3000/mcp", demo.URL))
-
-	if _, err := airlock(ctx, "edge", "init", "--dir", filepath.Join(dir, "edge-data")); err != nil {
+		strings.NewReplacer("http://127.0.0.1:3000/mcp", demo.URL, "127.0.0.1:8443", addr))
+	edgeData := filepath.Join(dir, "edge-data")
+	if _, err := airlock(ctx, "edge", "init", "--dir", edgeData); err != nil {
 		t.Fatalf("edge init: %v", err)
-	}
-	if _, err := airlock(ctx, "admin", "issue", "--data", filepath.Join(dir, "edge-data"),
-		"--kind", "connector", "--name", "connector-1", "--out", filepath.Join(dir, "connector-data")); err != nil {
-		t.Fatalf("admin issue connector: %v", err)
-	}
-	if _, err := airlock(ctx, "admin", "issue", "--data", filepath.Join(dir, "edge-data"),
-		"--kind", "agent", "--name", "alice", "--out", filepath.Join(dir, "agent")); err != nil {
-		t.Fatalf("admin issue agent: %v", err)
 	}
 
 	// The documented values are the defaults.
@@ -220,40 +217,128 @@ func TestExampleConfigs(t *testing.T) {
 	if err != nil {
 		t.Fatalf("loading examples/connector.yaml: %v", err)
 	}
-	wantConn := connector.Config{Name: cc.Name, Edges: cc.Edges, CAFile: cc.CAFile, CertFile: cc.CertFile,
-		KeyFile: cc.KeyFile, Resources: cc.Resources}.WithDefaults()
+	wantConn := connector.Config{Name: cc.Name, Edges: cc.Edges, DataDir: cc.DataDir,
+		Resources: cc.Resources}.WithDefaults()
 	if diff := cmp.Diff(wantConn, cc); diff != "" {
 		t.Errorf("examples/connector.yaml differs from the defaults (-default +example):\n%s", diff)
 	}
 
-	// Run both with the flags that move them off the example's ports.
-	addr := freeAddr(t)
 	stopEdge := runAirlock(t, "edge", "--config", filepath.Join(dir, "edge.yaml"), "--listen", addr, "--ops-listen", "off")
-	stopConn := runAirlock(t, "connector", "--config", filepath.Join(dir, "connector.yaml"), "--edge", addr)
-
-	client := agentClient(t, devInfo{
-		CACert:    filepath.Join(dir, "agent", "ca.crt"),
-		AgentCert: filepath.Join(dir, "agent", "alice.crt"),
-		AgentKey:  filepath.Join(dir, "agent", "alice.key"),
+	waitFor(t, "the edge's admin socket", func() bool {
+		_, err := os.Stat(edge.AdminSocket(edgeData))
+		return err == nil
 	})
+	admin := func(args ...string) string {
+		t.Helper()
+		out, err := airlock(ctx, append([]string{"admin", "--data", edgeData}, args...)...)
+		if err != nil {
+			t.Fatalf("admin %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	token := func(kind, name string) string {
+		t.Helper()
+		var info edge.TokenInfo
+		decodeJSON(t, admin("--json", "token", "create", "--kind", kind, "--name", name), &info)
+		return info.Token
+	}
+
+	// The connector enrolls on its first start; the agent with its own command.
+	stopConn := runAirlock(t, "connector", "--config", filepath.Join(dir, "connector.yaml"),
+		"--token", token("connector", "connector-1"))
+	profile := filepath.Join(dir, "alice")
+	if out, err := airlock(ctx, "agent", "enroll", "--edge", "https://"+addr,
+		"--token", token("agent", "alice"), "--dir", profile); err != nil {
+		t.Fatalf("agent enroll: %v\n%s", err, out)
+	}
+	holder, err := enroll.Load(profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := holder.HTTPClient()
+	url := "https://" + addr + "/mcp/demo"
+	call := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"through"}}}`
 	var resp *http.Response
 	var body string
 	waitFor(t, "a call through the edge and connector", func() bool {
-		if _, err := net.Dial("tcp", addr); err != nil {
-			return false
-		}
-		resp, body = post(t, client, "https://"+addr+"/mcp/demo",
-			`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"through"}}}`, nil)
+		resp, body = post(t, client, url, call, nil)
 		return resp.StatusCode != http.StatusServiceUnavailable
 	})
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"text":"through"`) {
 		t.Fatalf("call: status %d body %s", resp.StatusCode, body)
 	}
+
+	checkAdminLists(t, admin)
+
+	// Remote administration: the admin certificate from edge init, over mTLS.
+	adminCert := filepath.Join(edgeData, "admin", "admin.crt")
+	out, err := airlock(ctx, "admin", "--edge", "https://"+addr, "--ca", certs.RootFile(edge.CADir(edgeData)),
+		"--cert", adminCert, "--key", filepath.Join(edgeData, "admin", "admin.key"), "revoke", "agent/alice",
+		"--reason", "rotated out")
+	if err != nil || !strings.Contains(out, "revoked") {
+		t.Fatalf("remote admin revoke: %v\n%s", err, out)
+	}
+	// On the connection it has, the agent is told why; a new connection
+	// is refused at the handshake.
+	resp, body = post(t, client, url, call, nil)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "rotated out") {
+		t.Errorf("call after revocation: status %d body %s, want 401 naming the reason", resp.StatusCode, body)
+	}
+	if resp, err := holder.HTTPClient().Post(url, "application/json", strings.NewReader(call)); err == nil {
+		resp.Body.Close()
+		t.Errorf("new connection after revocation: status %d, want the handshake refused", resp.StatusCode)
+	}
+	if out := admin("revocations"); !strings.Contains(out, "spiffe://airlock.local/agent/alice") || !strings.Contains(out, "rotated out") {
+		t.Errorf("admin revocations =\n%s", out)
+	}
+	// An agent certificate is not an admin certificate.
+	_, err = airlock(ctx, "admin", "--edge", "https://"+addr, "--ca", enroll.BundleFile(profile),
+		"--cert", enroll.IdentityFile(profile), "agents")
+	if err == nil {
+		t.Error("the admin API accepted an agent certificate")
+	}
+
 	if err := stopConn(); err != nil {
 		t.Errorf("connector stop: %v", err)
 	}
 	if err := stopEdge(); err != nil {
 		t.Errorf("edge stop: %v", err)
+	}
+}
+
+// checkAdminLists checks what admin connectors, agents and tokens say
+// about the walkthrough's connector and agent, in JSON and as tables.
+func checkAdminLists(t *testing.T, admin func(...string) string) {
+	t.Helper()
+	var conns, agents []edge.IdentityInfo
+	decodeJSON(t, admin("--json", "connectors"), &conns)
+	if len(conns) != 1 || conns[0].Name != "connector-1" || conns[0].Connections != 2 ||
+		!slices.Equal(conns[0].Resources, []string{"demo"}) || conns[0].CertNotAfter.IsZero() {
+		t.Errorf("admin connectors --json = %+v, want connector-1 serving demo over 2 tunnels", conns)
+	}
+	decodeJSON(t, admin("--json", "agents"), &agents)
+	if len(agents) != 1 || agents[0].Identity != "spiffe://airlock.local/agent/alice" || agents[0].Revoked {
+		t.Errorf("admin agents --json = %+v, want alice, not revoked", agents)
+	}
+	var tokens []edge.TokenInfo
+	decodeJSON(t, admin("--json", "tokens"), &tokens)
+	for _, tok := range tokens {
+		if tok.State != "used" || tok.UsedSerial == "" || tok.Token != "" {
+			t.Errorf("admin tokens: %+v, want used, with the serial and without the secret", tok)
+		}
+	}
+	if len(tokens) != 2 {
+		t.Errorf("admin tokens lists %d tokens, want 2", len(tokens))
+	}
+	if out := admin("connectors"); !strings.Contains(out, "connector-1") || !strings.Contains(out, "CONNECTIONS") {
+		t.Errorf("admin connectors =\n%s", out)
+	}
+}
+
+func decodeJSON(t *testing.T, out string, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("decoding %q: %v", out, err)
 	}
 }
 
