@@ -59,7 +59,27 @@ func (s *session) start(ctx context.Context) error {
 		s.sendDrain()
 	}
 	go s.readControl()
+	go s.heartbeat()
 	return nil
+}
+
+// heartbeat sends a heartbeat on the control stream every
+// [tunnel.HeartbeatInterval] until the connection ends, so that an edge
+// that lost its state answers with a stateless reset at once.
+func (s *session) heartbeat() {
+	tick := time.NewTicker(tunnel.HeartbeatInterval(s.c.cfg.QUIC.KeepAlive))
+	defer tick.Stop()
+	msg := &tunnel.Message{Type: tunnel.TypeHeartbeat, Heartbeat: &tunnel.Heartbeat{Pad: tunnel.HeartbeatPad}}
+	for {
+		select {
+		case <-s.conn.Context().Done():
+			return
+		case <-tick.C:
+		}
+		if err := s.writeControl(msg); err != nil {
+			return
+		}
+	}
 }
 
 // acceptStreams relays request streams until the connection ends.

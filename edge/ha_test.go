@@ -15,6 +15,7 @@ import (
 
 	"github.com/airlockhq/airlock/connector"
 	"github.com/airlockhq/airlock/edge"
+	"github.com/airlockhq/airlock/pkg/tunnel"
 	airmcp "github.com/airlockhq/airlock/pkg/mcp"
 )
 
@@ -229,6 +230,42 @@ func TestEdgeRestartConnectorsReturn(t *testing.T) {
 	waitFor(t, "the connector to reconnect to the new edge", func() bool { return rc.c.Connected() == 2 && len(e2.Tunnels()) == 2 })
 	if r := oneEcho(t, ctx, client, mcpURL(e2, "demo"), 1); !r.ok() {
 		t.Fatalf("request through the restarted edge: status %d code %d err %v", r.status, r.code, r.err)
+	}
+}
+
+// TestEdgeCrashNoticedAtOnce restarts an edge that died without closing
+// its tunnels. The idle timeout is set far above the test's patience, so
+// only the stateless reset (same key, drawn by the connector's heartbeat)
+// can bring the connector back in time.
+func TestEdgeCrashNoticedAtOnce(t *testing.T) {
+	v := newEnv(t)
+	resources := []edge.Resource{{Name: "demo", Connectors: []string{"c1"}}}
+	slowIdle := func(q *tunnel.QUICSettings) { q.IdleTimeout, q.KeepAlive = time.Minute, time.Second }
+	e := v.startEdge(resources, func(c *edge.Config) { slowIdle(&c.QUIC) })
+	addr := e.Addr().String()
+	up := v.startUpstream(true)
+	rc := v.startConnector(e, "c1", []connector.Resource{{Name: "demo", URL: up.url}},
+		func(c *connector.Config) { slowIdle(&c.QUIC) })
+	client := httpClient(t, v.agentTLS("alice"))
+	ctx := testContext(t)
+
+	// Let the tunnels fall quiet, so that only keep-alives would cross
+	// them without the heartbeat.
+	time.Sleep(3 * time.Second)
+	edge.Crash(e)
+	e2 := v.startEdge(resources, func(c *edge.Config) { c.Listen = addr; slowIdle(&c.QUIC) })
+	deadline := time.Now().Add(10 * time.Second)
+	for len(e2.Tunnels()) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("connector not back 10 s after the edge restarted (idle timeout 1m): %d tunnels", len(e2.Tunnels()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r := oneEcho(t, ctx, client, mcpURL(e2, "demo"), 1); !r.ok() {
+		t.Fatalf("request through the restarted edge: status %d code %d err %v", r.status, r.code, r.err)
+	}
+	if n := rc.c.Connected(); n != 2 {
+		t.Errorf("connector has %d tunnels, want 2", n)
 	}
 }
 

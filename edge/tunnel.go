@@ -183,8 +183,8 @@ func (e *Edge) refuse(conn *quic.Conn, ctrl *quic.Stream, err error, logger *slo
 	})
 }
 
-// readControl handles what a connector sends after its hello: drain, or
-// the end of the stream.
+// readControl handles what a connector sends after its hello: heartbeats,
+// drain, or the end of the stream.
 func (e *Edge) readControl(ctrl *quic.Stream, l *link, logger *slog.Logger) {
 	for {
 		var m tunnel.Message
@@ -194,6 +194,9 @@ func (e *Edge) readControl(ctrl *quic.Stream, l *link, logger *slog.Logger) {
 				l.conn.CloseWithError(tunnel.CodeProtocol, "control stream broken")
 			}
 			return
+		}
+		if err := m.Validate(); err == nil && m.Type == tunnel.TypeHeartbeat {
+			continue
 		}
 		if err := m.Validate(); err != nil || m.Type != tunnel.TypeDrain {
 			logger.Warn("unexpected control message, closing tunnel", "type", m.Type)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"time"
 )
 
 // Control message types.
@@ -11,7 +13,8 @@ const (
 	TypeHello   = "hello"
 	TypeAck     = "ack"
 	TypeRefusal = "refusal"
-	TypeDrain   = "drain"
+	TypeDrain     = "drain"
+	TypeHeartbeat = "heartbeat"
 )
 
 // Message is one control message; Type says which one field is set.
@@ -21,12 +24,14 @@ type Message struct {
 	Ack     *Ack     `json:"ack,omitempty"`
 	Refusal *Refusal `json:"refusal,omitempty"`
 	Drain   *Drain   `json:"drain,omitempty"`
+	// Heartbeat is sent by the connector; the edge ignores it.
+	Heartbeat *Heartbeat `json:"heartbeat,omitempty"`
 }
 
 // Validate checks that exactly the field named by Type is set.
 func (m *Message) Validate() error {
 	set := 0
-	for _, present := range []bool{m.Hello != nil, m.Ack != nil, m.Refusal != nil, m.Drain != nil} {
+	for _, present := range []bool{m.Hello != nil, m.Ack != nil, m.Refusal != nil, m.Drain != nil, m.Heartbeat != nil} {
 		if present {
 			set++
 		}
@@ -41,6 +46,8 @@ func (m *Message) Validate() error {
 		ok = ok && m.Refusal != nil
 	case TypeDrain:
 		ok = ok && m.Drain != nil
+	case TypeHeartbeat:
+		ok = ok && m.Heartbeat != nil
 	default:
 		return fmt.Errorf("unknown control message type %q", m.Type)
 	}
@@ -103,6 +110,26 @@ type Refusal struct {
 // Drain asks the edge to open no new streams on this connection; the
 // connector closes it when its streams have finished.
 type Drain struct{}
+
+// Heartbeat is what a connector sends on its control stream every
+// [HeartbeatInterval]. QUIC keep-alives are PING packets too small for a
+// peer to answer with a stateless reset (RFC 9000 section 10.3 sets a
+// floor, quic-go a higher one), so an edge that restarted after a crash
+// would stay unnoticed until the idle timeout. A heartbeat is padded to
+// draw the reset, and the connector redials at once.
+type Heartbeat struct {
+	Pad string `json:"pad"`
+}
+
+// HeartbeatPad fills every heartbeat well above the stateless-reset floor.
+var HeartbeatPad = strings.Repeat("-", 64)
+
+// HeartbeatInterval returns how often a connector sends heartbeats for
+// the keep-alive period: twice per period, so that a restarted edge is
+// noticed within about half a keep-alive.
+func HeartbeatInterval(keepAlive time.Duration) time.Duration {
+	return max(keepAlive/2, 100*time.Millisecond)
+}
 
 // StreamHeader opens every request stream.
 type StreamHeader struct {
