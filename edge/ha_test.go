@@ -15,8 +15,8 @@ import (
 
 	"github.com/airlockhq/airlock/connector"
 	"github.com/airlockhq/airlock/edge"
-	"github.com/airlockhq/airlock/pkg/tunnel"
 	airmcp "github.com/airlockhq/airlock/pkg/mcp"
+	"github.com/airlockhq/airlock/pkg/tunnel"
 )
 
 // result is the outcome of one request of a load run.

@@ -10,9 +10,9 @@ import (
 
 // Control message types.
 const (
-	TypeHello   = "hello"
-	TypeAck     = "ack"
-	TypeRefusal = "refusal"
+	TypeHello     = "hello"
+	TypeAck       = "ack"
+	TypeRefusal   = "refusal"
 	TypeDrain     = "drain"
 	TypeHeartbeat = "heartbeat"
 )
