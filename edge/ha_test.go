@@ -359,6 +359,12 @@ func TestSessionsStayOnTheirConnector(t *testing.T) {
 	if err == nil {
 		t.Fatal("a session whose connector is gone still answered")
 	}
+	resp, body, err := rpc(t, ctx, client, mcpURL(e, "demo"), `{"jsonrpc":"2.0","id":9,"method":"tools/list"}`,
+		http.Header{"Mcp-Session-Id": {cs.ID()}, "Mcp-Protocol-Version": {"2025-11-25"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRPCError(t, resp, body, http.StatusNotFound, airmcp.CodeSessionNotFound)
 	fresh := connectMCP(t, client, mcpURL(e, "demo"), nil)
 	if _, err := fresh.ListTools(ctx, nil); err != nil {
 		t.Fatalf("a new session after the failover: %v", err)

@@ -116,20 +116,35 @@ type recorder struct {
 	next      http.Handler
 	requests  atomic.Int64
 	cancelled atomic.Int64
-	// mu guards headers.
+	// mu guards headers and methods.
 	mu      sync.Mutex
 	headers []http.Header
+	methods []string
 }
 
 func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.requests.Add(1)
 	r.mu.Lock()
 	r.headers = append(r.headers, req.Header.Clone())
+	r.methods = append(r.methods, req.Method)
 	r.mu.Unlock()
 	r.next.ServeHTTP(w, req)
 	if req.Context().Err() != nil {
 		r.cancelled.Add(1)
 	}
+}
+
+// sawMethod reports whether a request with the HTTP method and the MCP
+// session ID reached the upstream.
+func (r *recorder) sawMethod(method, session string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, h := range r.headers {
+		if r.methods[i] == method && h.Get("Mcp-Session-Id") == session {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *recorder) seen() []http.Header {

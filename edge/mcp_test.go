@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -34,11 +36,16 @@ func TestMCPSessionThroughEdge(t *testing.T) {
 	ctx := testContext(t)
 
 	var callDone atomic.Bool
-	progress := make(chan bool, 16) // whether the call had returned when each arrived
+	progress := make(chan progressSeen, 16)
+	waiting := make(chan struct{}, 1) // the wait tool has started
 	logs := make(chan *mcp.LoggingMessageParams, 4)
 	cs := connectMCP(t, client, mcpURL(e, "demo"), &mcp.ClientOptions{
-		ProgressNotificationHandler: func(_ context.Context, _ *mcp.ProgressNotificationClientRequest) {
-			progress <- callDone.Load()
+		ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+			if req.Params.ProgressToken == "w1" {
+				waiting <- struct{}{}
+				return
+			}
+			progress <- progressSeen{afterCall: callDone.Load(), at: time.Now()}
 		},
 		ElicitationHandler: func(_ context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
 			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"answer": "via " + req.Params.Message}}, nil
@@ -79,11 +86,40 @@ func TestMCPSessionThroughEdge(t *testing.T) {
 		if err != nil || textOf(t, res) != "counted to 4" {
 			t.Fatalf("count = %v, %v", res, err)
 		}
-		if afterCall := <-progress; afterCall {
+		first := <-progress
+		if first.afterCall {
 			t.Error("the first progress notification arrived only after the call returned: the stream was buffered")
 		}
+		last := first
 		for range 3 {
-			<-progress
+			last = <-progress
+		}
+		// The server sends one every 150 ms; a buffered stream would
+		// deliver them together. Only a lower bound: a slow machine
+		// spreads them further, never closer.
+		if spread := last.at.Sub(first.at); spread < 300*time.Millisecond {
+			t.Errorf("four progress notifications 150 ms apart arrived within %s: the stream was buffered", spread)
+		}
+	})
+
+	t.Run("cancellation reaches the upstream tool", func(t *testing.T) {
+		callCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			_, err := cs.CallTool(callCtx, &mcp.CallToolParams{
+				Name:      "wait",
+				Arguments: map[string]any{"seconds": 60},
+				Meta:      mcp.Meta{"progressToken": "w1"},
+			})
+			done <- err
+		}()
+		<-waiting
+		cancel()
+		if err := <-done; err == nil {
+			t.Fatal("a cancelled call returned no error")
+		}
+		if err := up.stats.AwaitCancelled(ctx, 1); err != nil {
+			t.Fatalf("the upstream tool never saw the cancellation: %v", err)
 		}
 	})
 
@@ -113,12 +149,8 @@ func TestMCPSessionThroughEdge(t *testing.T) {
 		if err := cs.Close(); err != nil {
 			t.Fatalf("Close() = %v", err)
 		}
-		var sawDelete bool
-		for _, h := range up.rec.seen() {
-			sawDelete = sawDelete || h.Get("Mcp-Session-Id") == sid
-		}
-		if !sawDelete {
-			t.Fatal("the upstream never saw the session")
+		if !up.rec.sawMethod(http.MethodDelete, sid) {
+			t.Fatal("the DELETE of the session never reached the upstream")
 		}
 		resp, body, err := rpc(t, ctx, client, mcpURL(e, "demo"), `{"jsonrpc":"2.0","id":9,"method":"tools/list"}`,
 			http.Header{"Mcp-Session-Id": {sid}, "Mcp-Protocol-Version": {"2025-11-25"}})
@@ -127,6 +159,12 @@ func TestMCPSessionThroughEdge(t *testing.T) {
 		}
 		checkRPCError(t, resp, body, http.StatusNotFound, airmcp.CodeSessionNotFound)
 	})
+}
+
+// progressSeen is one progress notification as the client got it.
+type progressSeen struct {
+	afterCall bool // the call had already returned
+	at        time.Time
 }
 
 func call(t *testing.T, cs *mcp.ClientSession, name string, args map[string]any) *mcp.CallToolResult {
@@ -330,4 +368,101 @@ func TestStalledReaderDoesNotBlockTunnel(t *testing.T) {
 			t.Fatalf("request %d behind a stalled reader: %v %s", i, err, body)
 		}
 	}
+}
+
+// sseEvents reads SSE events off body and sends their id and data.
+func sseEvents(body io.Reader) <-chan [2]string {
+	out := make(chan [2]string, 16)
+	go func() {
+		defer close(out)
+		sc := bufio.NewScanner(body)
+		var id, data string
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.HasPrefix(line, "id: "):
+				id = strings.TrimPrefix(line, "id: ")
+			case strings.HasPrefix(line, "data: "):
+				data = strings.TrimPrefix(line, "data: ")
+			case line == "" && data != "":
+				out <- [2]string{id, data}
+				id, data = "", ""
+			}
+		}
+	}()
+	return out
+}
+
+// TestResumeOn20250618 speaks MCP 2025-06-18 over raw HTTP through the
+// edge and resumes the GET stream with Last-Event-ID: an event sent while
+// the agent was away arrives after it comes back.
+func TestResumeOn20250618(t *testing.T) {
+	v, e, _ := demoEnv(t, false, nil, nil)
+	client := httpClient(t, v.agentTLS("alice"))
+	ctx := testContext(t)
+	url := mcpURL(e, "demo")
+	const version = "2025-06-18"
+
+	resp, body, err := rpc(t, ctx, client, url, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"`+
+		version+`","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`, nil)
+	if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"protocolVersion":"`+version+`"`) {
+		t.Fatalf("initialize on %s = %v %s", version, err, body)
+	}
+	session := http.Header{"Mcp-Session-Id": {resp.Header.Get("Mcp-Session-Id")}, "Mcp-Protocol-Version": {version}}
+	post := func(id int, method, params string) {
+		t.Helper()
+		msg := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":%q,"params":%s}`, id, method, params)
+		if id == 0 {
+			msg = fmt.Sprintf(`{"jsonrpc":"2.0","method":%q}`, method)
+		}
+		resp, body, err := rpc(t, ctx, client, url, msg, session)
+		if err != nil || resp.StatusCode >= 300 {
+			t.Fatalf("%s = %v %d %s", method, err, resp.StatusCode, body)
+		}
+	}
+	post(0, "notifications/initialized", "")
+	post(2, "logging/setLevel", `{"level":"info"}`)
+
+	openGET := func(lastEventID string) (<-chan [2]string, context.CancelFunc) {
+		t.Helper()
+		gctx, cancel := context.WithCancel(ctx)
+		req, _ := http.NewRequestWithContext(gctx, http.MethodGet, url, nil)
+		req.Header = session.Clone()
+		req.Header.Set("Accept", "text/event-stream")
+		if lastEventID != "" {
+			req.Header.Set("Last-Event-ID", lastEventID)
+		}
+		resp, err := client.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			cancel()
+			t.Fatalf("GET stream (Last-Event-ID %q) = %v %v", lastEventID, resp, err)
+		}
+		return sseEvents(resp.Body), func() { cancel(); resp.Body.Close() }
+	}
+	next := func(events <-chan [2]string, want string) string {
+		t.Helper()
+		select {
+		case ev := <-events:
+			if !strings.Contains(ev[1], want) {
+				t.Fatalf("GET stream event = %s, want %q", ev[1], want)
+			}
+			return ev[0]
+		case <-ctx.Done():
+			t.Fatalf("no %q event on the GET stream", want)
+		}
+		return ""
+	}
+
+	events, closeGET := openGET("")
+	post(3, "tools/call", `{"name":"announce","arguments":{"message":"first"}}`)
+	lastID := next(events, "first")
+	if lastID == "" {
+		t.Fatal("the GET stream's event has no id to resume from")
+	}
+	closeGET()
+
+	post(4, "tools/call", `{"name":"announce","arguments":{"message":"while away"}}`)
+	resumed, closeResumed := openGET(lastID)
+	defer closeResumed()
+	next(resumed, "while away")
 }

@@ -104,6 +104,9 @@ func HandlerWithStats(opts Options, stateless bool) (http.Handler, *Stats) {
 		func(*http.Request) *mcp.Server { return srv },
 		&mcp.StreamableHTTPOptions{
 			Stateless: stateless,
+			// Lets a client that lost an SSE stream resume it with
+			// Last-Event-ID (MCP Streamable HTTP, resumability).
+			EventStore: eventStore(stateless),
 			// Stateless requests on the 2026-07-28 protocol have no
 			// notifications/cancelled to rely on: tie the tool call to the
 			// HTTP request so that a client hanging up cancels it.
@@ -114,6 +117,15 @@ func HandlerWithStats(opts Options, stateless bool) (http.Handler, *Stats) {
 		},
 	)
 	return h, stats
+}
+
+// eventStore keeps recent SSE events of sessionful servers in memory, so
+// that streams can be resumed; stateless servers have nothing to resume.
+func eventStore(stateless bool) mcp.EventStore {
+	if stateless {
+		return nil
+	}
+	return mcp.NewMemoryEventStore(nil)
 }
 
 // countToolCalls returns receiving middleware that counts tools/call
