@@ -80,3 +80,19 @@ func (s *Store) List(bucket string) ([]KV, error) {
 	}
 	return kvs, nil
 }
+
+// Delete removes key from the named generic bucket. A missing bucket or
+// key is not an error.
+func (s *Store) Delete(bucket, key string) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(kvPrefix + bucket))
+		if b == nil {
+			return nil
+		}
+		return b.Delete([]byte(key))
+	})
+	if err != nil {
+		return fmt.Errorf("deleting %s/%s: %w", bucket, key, err)
+	}
+	return nil
+}

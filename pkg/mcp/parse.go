@@ -1,0 +1,257 @@
+package mcp
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"unicode/utf8"
+)
+
+// MaxDepth bounds the nesting of a message's JSON.
+const MaxDepth = 64
+
+// CodeParseError is JSON-RPC's code for a body that is not JSON.
+const CodeParseError = -32700
+
+// Message is one JSON-RPC 2.0 message as the edge sees it: enough to
+// decide on, with the body it came from untouched.
+type Message struct {
+	// ID is the raw id, nil for a notification.
+	ID json.RawMessage
+	// Method is "" for a response.
+	Method string
+	// Params is the raw params object, nil when absent.
+	Params json.RawMessage
+	// Name is the target of the method: params.name of tools/call and
+	// prompts/get, params.uri of resources/read, subscribe and
+	// unsubscribe, params.ref.name or params.ref.uri of
+	// completion/complete; "" otherwise.
+	Name string
+}
+
+// IsResponse reports whether m answers a request of the server.
+func (m *Message) IsResponse() bool { return m.Method == "" }
+
+// ParseError says why a body is not one acceptable JSON-RPC message. Code
+// is the JSON-RPC error code to answer with.
+type ParseError struct {
+	Code int
+	Msg  string
+}
+
+func (e *ParseError) Error() string { return e.Msg }
+
+func parseErr(code int, format string, args ...any) error {
+	return &ParseError{Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+// ErrBatch is the [ParseError] text for a JSON array body: batches let a
+// request hide behind another, so they are refused.
+var ErrBatch = errors.New("JSON-RPC batches are not accepted: send one message per request")
+
+// topKeys and paramKeys are the schema keys whose case variants are
+// refused: Go and other lenient decoders would read "Method" as
+// "method", so a checker and a server could disagree on what was sent.
+var (
+	topKeys   = []string{"jsonrpc", "id", "method", "params", "result", "error"}
+	paramKeys = []string{"name", "uri", "arguments", "ref", "_meta", "cursor", "argument", "level", "task"}
+)
+
+// Parse checks that body is exactly one JSON-RPC 2.0 message, strictly:
+// valid UTF-8, one value and nothing after it, an object (never a batch),
+// no duplicate keys at any depth, also none that differ only in case, no
+// case variants of schema keys, at most [MaxDepth] levels, "jsonrpc":
+// "2.0", params an object, and notifications only for notification
+// methods. Every error is a [*ParseError].
+func Parse(body []byte) (*Message, error) {
+	if !utf8.Valid(body) {
+		return nil, parseErr(CodeParseError, "body is not valid UTF-8")
+	}
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		return nil, parseErr(CodeInvalidRequest, "%s", ErrBatch)
+	}
+	if err := checkStructure(body); err != nil {
+		return nil, err
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil, parseErr(CodeInvalidRequest, "message is not a JSON object: %v", err)
+	}
+	if err := refuseVariants(raw, topKeys, ""); err != nil {
+		return nil, err
+	}
+	return checkEnvelope(raw)
+}
+
+func checkEnvelope(raw map[string]json.RawMessage) (*Message, error) {
+	var version string
+	if json.Unmarshal(raw["jsonrpc"], &version) != nil || version != "2.0" {
+		return nil, parseErr(CodeInvalidRequest, `"jsonrpc" must be "2.0"`)
+	}
+	m := &Message{ID: raw["id"], Params: raw["params"]}
+	if m.ID != nil && !validID(m.ID) {
+		return nil, parseErr(CodeInvalidRequest, `"id" must be a string or a number`)
+	}
+	if method, ok := raw["method"]; ok {
+		if json.Unmarshal(method, &m.Method) != nil || m.Method == "" {
+			return nil, parseErr(CodeInvalidRequest, `"method" must be a non-empty string`)
+		}
+	}
+	_, hasResult := raw["result"]
+	_, hasError := raw["error"]
+	switch {
+	case m.Method == "" && (m.ID == nil || hasResult == hasError):
+		return nil, parseErr(CodeInvalidRequest, "message is neither a request, a notification nor a response")
+	case m.Method != "" && (hasResult || hasError):
+		return nil, parseErr(CodeInvalidRequest, "a request must not carry result or error")
+	case m.Method != "" && m.ID == nil && !strings.HasPrefix(m.Method, "notifications/"):
+		return nil, parseErr(CodeInvalidRequest, "%s is a request and needs an id; only notifications/* may omit it", m.Method)
+	}
+	if m.Params != nil {
+		if err := m.readParams(); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func validID(id json.RawMessage) bool {
+	switch id[0] {
+	case '"':
+		return true
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return true
+	}
+	return false
+}
+
+// readParams checks params and reads the method's target name.
+func (m *Message) readParams() error {
+	var p map[string]json.RawMessage
+	if len(m.Params) == 0 || m.Params[0] != '{' || json.Unmarshal(m.Params, &p) != nil {
+		return parseErr(CodeInvalidParams, `"params" must be an object`)
+	}
+	if err := refuseVariants(p, paramKeys, "params."); err != nil {
+		return err
+	}
+	field := ""
+	switch m.Method {
+	case "tools/call", "prompts/get":
+		field = "name"
+	case "resources/read", "resources/subscribe", "resources/unsubscribe":
+		field = "uri"
+	case "completion/complete":
+		return m.readRef(p["ref"])
+	}
+	if field == "" {
+		return nil
+	}
+	if v, ok := p[field]; ok && json.Unmarshal(v, &m.Name) != nil {
+		return parseErr(CodeInvalidParams, "params.%s of %s must be a string", field, m.Method)
+	}
+	return nil
+}
+
+func (m *Message) readRef(raw json.RawMessage) error {
+	if raw == nil {
+		return nil
+	}
+	var ref map[string]json.RawMessage
+	if json.Unmarshal(raw, &ref) != nil {
+		return parseErr(CodeInvalidParams, "params.ref must be an object")
+	}
+	if err := refuseVariants(ref, []string{"type", "name", "uri"}, "params.ref."); err != nil {
+		return err
+	}
+	for _, f := range []string{"name", "uri"} {
+		if v, ok := ref[f]; ok {
+			if json.Unmarshal(v, &m.Name) != nil {
+				return parseErr(CodeInvalidParams, "params.ref.%s must be a string", f)
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+// refuseVariants refuses a key that matches a schema key only when case
+// is ignored.
+func refuseVariants(obj map[string]json.RawMessage, schema []string, where string) error {
+	for k := range obj {
+		for _, s := range schema {
+			if k != s && strings.EqualFold(k, s) {
+				return parseErr(CodeInvalidRequest, "key %q differs from %q only in case", where+k, where+s)
+			}
+		}
+	}
+	return nil
+}
+
+// CodeInvalidParams is JSON-RPC's code for params of the wrong shape.
+const CodeInvalidParams = -32602
+
+// frame is one open object or array while checkStructure walks a body.
+type frame struct {
+	object bool
+	keys   map[string]bool // folded keys seen so far
+	isKey  bool            // the next token of this object is a key
+}
+
+// checkStructure walks every token: one value, no trailing data, no
+// duplicate or case-folded duplicate keys, bounded depth.
+func checkStructure(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF && len(stack) == 0 {
+			return parseErr(CodeParseError, "body is empty")
+		}
+		if err != nil {
+			return parseErr(CodeParseError, "body is not valid JSON: %v", err)
+		}
+		if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].isKey && tok != json.Delim('}') {
+			if err := stack[n-1].addKey(tok); err != nil {
+				return err
+			}
+			continue
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			if len(stack) >= MaxDepth {
+				return parseErr(CodeInvalidRequest, "message nests deeper than %d levels", MaxDepth)
+			}
+			stack = append(stack, &frame{object: tok == json.Delim('{'), keys: map[string]bool{}, isKey: true})
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+		if n := len(stack); n > 0 {
+			stack[n-1].isKey = true
+			continue
+		}
+		// One whole value has been read: nothing may follow it.
+		if _, err := dec.Token(); err != io.EOF {
+			return parseErr(CodeParseError, "body holds data after the JSON-RPC message")
+		}
+		return nil
+	}
+}
+
+// addKey records one key of the object, refusing it when the object
+// already has it, also under another case.
+func (f *frame) addKey(tok json.Token) error {
+	key, _ := tok.(string)
+	folded := strings.ToLower(key)
+	if f.keys[folded] {
+		return parseErr(CodeInvalidRequest, "key %q appears twice (keys must be unique, also ignoring case)", key)
+	}
+	f.keys[folded] = true
+	f.isKey = false
+	return nil
+}
