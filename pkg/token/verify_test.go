@@ -205,8 +205,11 @@ func TestVerifyAccessLeeway(t *testing.T) {
 	cert := testCert(t, "alice")
 	v := &Verifier{Keys: ks, Issuer: testIssuer, MaxLifetime: 15 * time.Minute, Leeway: 30 * time.Second, Now: c.now}
 	for name, edit := range map[string]func(jwt.MapClaims){
-		"expired 29 s ago":    func(m jwt.MapClaims) { m["exp"] = c.t.Add(-29 * time.Second).Unix(); m["iat"] = c.t.Add(-5 * time.Minute).Unix() },
-		"valid in 29 s":       func(m jwt.MapClaims) { m["nbf"] = c.t.Add(29 * time.Second).Unix() },
+		"expired 29 s ago": func(m jwt.MapClaims) {
+			m["exp"] = c.t.Add(-29 * time.Second).Unix()
+			m["iat"] = c.t.Add(-5 * time.Minute).Unix()
+		},
+		"valid in 29 s":        func(m jwt.MapClaims) { m["nbf"] = c.t.Add(29 * time.Second).Unix() },
 		"issued 29 s from now": func(m jwt.MapClaims) { m["iat"] = c.t.Add(29 * time.Second).Unix() },
 	} {
 		claims := goodClaims(c, cert)
