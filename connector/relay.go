@@ -17,6 +17,7 @@ import (
 
 	"github.com/airlockhq/airlock/pkg/logkey"
 	"github.com/airlockhq/airlock/pkg/mcp"
+	"github.com/airlockhq/airlock/pkg/token"
 	"github.com/airlockhq/airlock/pkg/tunnel"
 )
 
@@ -40,7 +41,7 @@ var headWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<
 // relay serves one request stream: it reads the stream header and the
 // HTTP request, sends the request to the resource's upstream and streams
 // the response back, one write per read so that SSE events leave at once.
-func (c *Connector) relay(str *quic.Stream, logger *slog.Logger) {
+func (c *Connector) relay(str *quic.Stream, keys *edgeKeys, logger *slog.Logger) {
 	defer str.Close()
 	// Whatever of the request is left unread is not wanted any more; say
 	// so, or the edge's writer would wait on flow control.
@@ -65,6 +66,12 @@ func (c *Connector) relay(str *quic.Stream, logger *slog.Logger) {
 	if !ok {
 		writeError(str, http.StatusNotFound, codeUnknownResource,
 			fmt.Sprintf("connector %s does not serve resource %q", c.cfg.Name, hdr.Resource))
+		return
+	}
+	if err := checkAssertion(str.Context(), keys, hdr.Resource, req); err != nil {
+		logger.Warn("identity assertion refused", logkey.Error, err)
+		writeError(str, http.StatusBadGateway, mcp.CodeAssertionRefused,
+			fmt.Sprintf("connector %s refused the edge's identity assertion for this request", c.cfg.Name))
 		return
 	}
 	// The stream's context ends when the edge stops reading (the agent went
@@ -162,4 +169,33 @@ func writeError(str *quic.Stream, status, code int, msg string) {
 func resetStream(str *quic.Stream, code quic.StreamErrorCode) {
 	str.CancelRead(code)
 	str.CancelWrite(code)
+}
+
+// maxRelayBody bounds a request body the connector holds to check it
+// against its assertion; the edge's own limit is normally far lower.
+const maxRelayBody = 256 << 20
+
+// checkAssertion verifies the edge's identity assertion on req and that
+// it describes exactly this request, then leaves the checked body in
+// req.Body. Nothing reaches the upstream without one.
+func checkAssertion(ctx context.Context, keys *edgeKeys, resource string, req *http.Request) error {
+	claims, err := keys.verify(ctx, req.Header.Get(token.AssertionHeader), resource)
+	if err != nil {
+		return err
+	}
+	if req.ContentLength > maxRelayBody || req.ContentLength < 0 && req.Body != http.NoBody {
+		return fmt.Errorf("request body of %d bytes cannot be checked", req.ContentLength)
+	}
+	body, err := io.ReadAll(io.LimitReader(req.Body, maxRelayBody))
+	if err != nil {
+		return fmt.Errorf("reading request body: %w", err)
+	}
+	got := token.RequestDigest{HTTPMethod: req.Method, Method: claims.Request.Method,
+		Name: claims.Request.Name, BodySHA256: token.BodyDigest(body)}
+	if got != claims.Request {
+		return fmt.Errorf("assertion describes %s with body %q, the request is %s with body %q",
+			claims.Request.HTTPMethod, claims.Request.BodySHA256, got.HTTPMethod, got.BodySHA256)
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	return nil
 }

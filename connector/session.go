@@ -45,6 +45,9 @@ type session struct {
 	// ctrlMu serializes writes on the control stream.
 	ctrlMu sync.Mutex
 	ctrl   *quic.Stream
+
+	// keys verify the edge's identity assertions; set by the ack.
+	keys *edgeKeys
 }
 
 // start says hello and waits for the edge's ack.
@@ -94,7 +97,7 @@ func (s *session) acceptStreams() error {
 		go func() {
 			defer s.c.inFlight.Add(-1)
 			defer s.inFlight.Add(-1)
-			s.c.relay(str, s.logger)
+			s.c.relay(str, s.keys, s.logger)
 		}()
 	}
 }
@@ -159,6 +162,11 @@ func (s *session) hello(ctx context.Context) error {
 	}
 	switch answer.Type {
 	case tunnel.TypeAck:
+		keys, err := newEdgeKeys(answer.Ack.Issuer, answer.Ack.Keys.JWKS)
+		if err != nil {
+			return fmt.Errorf("reading ack from %s: %w", s.addr, err)
+		}
+		s.keys = keys
 		return nil
 	case tunnel.TypeRefusal:
 		return &RefusedError{Edge: s.addr, Reason: answer.Refusal.Reason}
@@ -183,18 +191,30 @@ func (s *session) sendDrain() {
 	}
 }
 
-// readControl reads what the edge sends on the control stream. The edge
-// sends nothing after its ack today; anything unexpected closes the
-// tunnel as a protocol error.
+// readControl reads what the edge sends on the control stream: updates
+// of its signing keys. Anything else closes the tunnel as a protocol
+// error.
 func (s *session) readControl() {
-	var m tunnel.Message
-	err := tunnel.ReadFrame(s.ctrl, &m)
-	if s.conn.Context().Err() != nil {
+	for {
+		var m tunnel.Message
+		err := tunnel.ReadFrame(s.ctrl, &m)
+		if s.conn.Context().Err() != nil {
+			return
+		}
+		if err == nil {
+			err = m.Validate()
+		}
+		if err == nil && m.Type == tunnel.TypeKeys {
+			if err = s.keys.set(m.Keys.JWKS); err == nil {
+				s.logger.Info("edge signing keys updated")
+				continue
+			}
+		}
+		if err == nil {
+			err = errors.New("unexpected control message " + m.Type)
+		}
+		s.logger.Warn("control stream broken, closing tunnel", logkey.Error, err)
+		s.conn.CloseWithError(tunnel.CodeProtocol, "control stream broken")
 		return
 	}
-	if err == nil {
-		err = errors.New("unexpected control message " + m.Type)
-	}
-	s.logger.Warn("control stream broken, closing tunnel", logkey.Error, err)
-	s.conn.CloseWithError(tunnel.CodeProtocol, "control stream broken")
 }

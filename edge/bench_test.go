@@ -20,6 +20,7 @@ import (
 	"github.com/airlockhq/airlock/connector"
 	"github.com/airlockhq/airlock/edge"
 	"github.com/airlockhq/airlock/examples/demoserver"
+	"github.com/airlockhq/airlock/pkg/token"
 )
 
 // benchParallelism makes RunParallel run this many goroutines per
@@ -219,5 +220,7 @@ func benchClient(b *testing.B, tc *tls.Config) *http.Client {
 		DisableCompression:  true,
 	}
 	b.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	// Calls to the edge carry an access token, fetched once and cached,
+	// as an agent's would.
+	return &http.Client{Transport: token.NewTransport(tr, nil), Timeout: 10 * time.Second}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/airlockhq/airlock/certs"
 	"github.com/airlockhq/airlock/pkg/config"
+	"github.com/airlockhq/airlock/pkg/token"
 	"github.com/airlockhq/airlock/pkg/tunnel"
 )
 
@@ -75,6 +76,12 @@ type Config struct {
 	// ShutdownGrace is how long in-flight requests (SSE streams included)
 	// may run after SIGTERM. Default 30s.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// AccessTokenLifetime is the lifetime of the access tokens the token
+	// endpoint issues; agents may ask for shorter. Default 5m, at most 15m.
+	AccessTokenLifetime time.Duration `yaml:"access_token_lifetime"`
+	// TokenSigningAlg is the algorithm of new signing keys: ES256 or
+	// EdDSA. Default ES256. Existing keys keep theirs.
+	TokenSigningAlg string `yaml:"token_signing_alg"`
 	// QUIC tunes the tunnel transport; see [tunnel.QUICSettings].
 	QUIC tunnel.QUICSettings `yaml:"quic"`
 	// Resources are the MCP resources this edge serves.
@@ -93,18 +100,21 @@ type Resource struct {
 
 // Defaults of [Config].
 const (
-	DefaultName               = "edge"
-	DefaultListen             = "127.0.0.1:8443"
-	DefaultOpsListen          = "127.0.0.1:9443"
-	DefaultCertLifetime       = 24 * time.Hour
-	DefaultMaxBodyBytes       = 1 << 20
-	DefaultReadHeaderTimeout  = 10 * time.Second
-	DefaultIdleTimeout        = 120 * time.Second
-	DefaultSessionIdleTimeout = time.Hour
-	DefaultShutdownGrace      = 30 * time.Second
-	DefaultAgentCertLifetime  = time.Hour
-	DefaultConnectorLifetime  = 24 * time.Hour
-	DefaultMaxJoinTokenTTL    = 24 * time.Hour
+	DefaultName                = "edge"
+	DefaultListen              = "127.0.0.1:8443"
+	DefaultOpsListen           = "127.0.0.1:9443"
+	DefaultCertLifetime        = 24 * time.Hour
+	DefaultMaxBodyBytes        = 1 << 20
+	DefaultReadHeaderTimeout   = 10 * time.Second
+	DefaultIdleTimeout         = 120 * time.Second
+	DefaultSessionIdleTimeout  = time.Hour
+	DefaultShutdownGrace       = 30 * time.Second
+	DefaultAgentCertLifetime   = time.Hour
+	DefaultConnectorLifetime   = 24 * time.Hour
+	DefaultMaxJoinTokenTTL     = 24 * time.Hour
+	DefaultAccessTokenLifetime = 5 * time.Minute
+	// MaxAccessTokenLifetime bounds access_token_lifetime.
+	MaxAccessTokenLifetime = 15 * time.Minute
 	// MaxAgentCertLifetime bounds agent_cert_lifetime: agents hold no
 	// long-lived secret.
 	MaxAgentCertLifetime = 24 * time.Hour
@@ -157,6 +167,8 @@ func (c Config) WithDefaults() Config {
 	setDur(&c.AgentCertLifetime, DefaultAgentCertLifetime)
 	setDur(&c.ConnectorCertLifetime, DefaultConnectorLifetime)
 	setDur(&c.MaxJoinTokenTTL, DefaultMaxJoinTokenTTL)
+	setDur(&c.AccessTokenLifetime, DefaultAccessTokenLifetime)
+	set(&c.TokenSigningAlg, token.AlgES256)
 	if c.AdminSocket == "" && c.DataDir != "" {
 		c.AdminSocket = AdminSocket(c.DataDir)
 	}
@@ -193,6 +205,12 @@ func (c Config) Validate() error {
 	var errs []error
 	if !certs.ValidName(c.Name) {
 		errs = append(errs, fmt.Errorf("name %q is not a valid edge name", c.Name))
+	}
+	if c.AccessTokenLifetime < 10*time.Second || c.AccessTokenLifetime > MaxAccessTokenLifetime {
+		errs = append(errs, fmt.Errorf("access_token_lifetime %s outside [10s, %s]", c.AccessTokenLifetime, MaxAccessTokenLifetime))
+	}
+	if c.TokenSigningAlg != token.AlgES256 && c.TokenSigningAlg != token.AlgEdDSA {
+		errs = append(errs, fmt.Errorf("token_signing_alg %q is not %s or %s", c.TokenSigningAlg, token.AlgES256, token.AlgEdDSA))
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir is required"))

@@ -64,6 +64,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		ReadHeaderTimeout:     10 * time.Second,
 		IdleTimeout:           120 * time.Second,
 		SessionIdleTimeout:    time.Hour,
+		AccessTokenLifetime:   5 * time.Minute,
+		TokenSigningAlg:       "ES256",
 		ShutdownGrace:         30 * time.Second,
 		QUIC:                  tunnel.QUICSettings{}.WithDefaults(tunnel.DefaultEdgeStreams),
 	}
@@ -176,6 +178,8 @@ resources:
 		ReadHeaderTimeout:     DefaultReadHeaderTimeout,
 		IdleTimeout:           DefaultIdleTimeout,
 		SessionIdleTimeout:    10 * time.Minute,
+		AccessTokenLifetime:   5 * time.Minute,
+		TokenSigningAlg:       "ES256",
 		ShutdownGrace:         DefaultShutdownGrace,
 		QUIC:                  tunnel.QUICSettings{}.WithDefaults(tunnel.DefaultEdgeStreams),
 		Resources:             []Resource{{Name: "files", Connectors: []string{"db", "db-2"}}},

@@ -12,8 +12,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +25,7 @@ import (
 	"github.com/airlockhq/airlock/certs"
 	"github.com/airlockhq/airlock/pkg/logkey"
 	"github.com/airlockhq/airlock/pkg/store"
+	"github.com/airlockhq/airlock/pkg/token"
 	"github.com/airlockhq/airlock/pkg/tunnel"
 )
 
@@ -57,8 +60,16 @@ type Edge struct {
 	active    *activeRequests
 	seen      *lastSeen
 	ready     atomic.Bool
-	// now is the clock of join-token expiry; tests replace it.
+	// now is the clock of join-token expiry and token issue; tests
+	// replace it.
 	now func() time.Time
+
+	// issuer is the edge's public URL: iss of its tokens, and the base of
+	// every endpoint URL (aud). Fixed by Start.
+	issuer   string
+	keys     *token.KeySet
+	verifier *token.Verifier
+	tokens   tokenCache
 
 	// Set by Start.
 	httpLn    net.Listener
@@ -104,6 +115,13 @@ func New(cfg Config, logger *slog.Logger) (*Edge, error) {
 		st.Close()
 		return nil, err
 	}
+	// A retired key stays published as long as anything it signed lives.
+	keep := MaxAccessTokenLifetime + token.AssertionLifetime + 2*tokenLeeway
+	keys, err := token.OpenKeySet(st, cfg.TokenSigningAlg, keep, nil)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	reg := newRegistry()
 	e := &Edge{
 		cfg:       cfg,
@@ -120,7 +138,12 @@ func New(cfg Config, logger *slog.Logger) (*Edge, error) {
 		active:    newActiveRequests(),
 		seen:      newLastSeen(st, time.Minute),
 		now:       time.Now,
+		issuer:    strings.TrimRight(cfg.PublicURL, "/"),
+		keys:      keys,
 	}
+	e.verifier = &token.Verifier{Keys: keys, MaxLifetime: MaxAccessTokenLifetime, Leeway: tokenLeeway,
+		Now: func() time.Time { return e.now() }}
+	keys.OnChange(e.keysChanged)
 	for _, r := range cfg.Resources {
 		e.resources[r.Name] = r
 	}
@@ -189,6 +212,7 @@ func (e *Edge) Start(ctx context.Context) error {
 		e.store.Close()
 		return err
 	}
+	e.fixIssuer()
 	e.wg.Go(func() { e.serving.renewLoop(runCtx) })
 	e.wg.Go(func() { e.sweepSessions(runCtx) })
 	e.wg.Go(func() { e.acceptConnectors(runCtx) })
@@ -335,3 +359,20 @@ func (e *Edge) sweepSessions(ctx context.Context) {
 		}
 	}
 }
+
+// fixIssuer settles the public URL once the front door listens: a
+// configured port 0 (tests, airlock dev) becomes the port it got.
+func (e *Edge) fixIssuer() {
+	if u, err := url.Parse(e.issuer); err == nil && u.Port() == "0" {
+		_, port, _ := net.SplitHostPort(e.httpLn.Addr().String())
+		u.Host = net.JoinHostPort(u.Hostname(), port)
+		e.issuer = u.String()
+	}
+	e.verifier.Issuer = e.issuer
+}
+
+// Issuer returns the edge's public URL, the iss of its tokens.
+func (e *Edge) Issuer() string { return e.issuer }
+
+// Keys returns the edge's signing keys.
+func (e *Edge) Keys() *token.KeySet { return e.keys }

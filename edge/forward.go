@@ -17,6 +17,7 @@ import (
 
 	"github.com/airlockhq/airlock/pkg/logkey"
 	"github.com/airlockhq/airlock/pkg/mcp"
+	"github.com/airlockhq/airlock/pkg/token"
 	"github.com/airlockhq/airlock/pkg/tunnel"
 )
 
@@ -51,7 +52,13 @@ func (e *Edge) forward(w http.ResponseWriter, r *http.Request, x *exchange, l *l
 	stop := context.AfterFunc(ctx, func() { abandon(str) })
 	defer stop()
 
-	out := e.tunnelRequest(r, x, body)
+	out, err := e.tunnelRequest(r, x, body)
+	if err != nil {
+		abandon(str)
+		e.logger.ErrorContext(ctx, "signing identity assertion failed", logkey.RequestID, x.id, logkey.Error, err)
+		x.fail(w, http.StatusInternalServerError, mcp.CodeUpstreamFailed, "the edge could not sign the request's identity assertion")
+		return
+	}
 	wrote := make(chan error, 1)
 	go func() { wrote <- writeRequest(str, x, out) }()
 
@@ -86,7 +93,7 @@ func (e *Edge) forward(w http.ResponseWriter, r *http.Request, x *exchange, l *l
 // claiming an Airlock identity, the body the edge read, and the edge's
 // request ID. The connector decides the upstream URL; the edge only names
 // the resource.
-func (e *Edge) tunnelRequest(r *http.Request, x *exchange, body []byte) *http.Request {
+func (e *Edge) tunnelRequest(r *http.Request, x *exchange, body []byte) (*http.Request, error) {
 	h := http.Header{}
 	tunnel.CopyEndToEnd(h, r.Header)
 	h.Del("Authorization")
@@ -97,6 +104,11 @@ func (e *Edge) tunnelRequest(r *http.Request, x *exchange, body []byte) *http.Re
 		}
 	}
 	h.Set(headerRequestID, x.id)
+	assertion, err := e.assertion(x, r.Method, body)
+	if err != nil {
+		return nil, err
+	}
+	h.Set(token.AssertionHeader, assertion)
 	if _, ok := h["User-Agent"]; !ok {
 		// An empty value tells Request.Write to add no User-Agent of its own.
 		h["User-Agent"] = []string{""}
@@ -114,7 +126,7 @@ func (e *Edge) tunnelRequest(r *http.Request, x *exchange, body []byte) *http.Re
 		out.Body = io.NopCloser(bytes.NewReader(body))
 		out.ContentLength = int64(len(body))
 	}
-	return out
+	return out, nil
 }
 
 // writeRequest writes the stream header and the request through one

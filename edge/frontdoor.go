@@ -19,6 +19,7 @@ import (
 	"github.com/airlockhq/airlock/certs/enroll"
 	"github.com/airlockhq/airlock/pkg/logkey"
 	"github.com/airlockhq/airlock/pkg/mcp"
+	"github.com/airlockhq/airlock/pkg/token"
 )
 
 // Header names the edge reads or sets.
@@ -110,6 +111,14 @@ func (e *Edge) route(w http.ResponseWriter, r *http.Request) {
 		e.serveTrustBundle(w, r)
 	case strings.HasPrefix(r.URL.Path, adminPrefix):
 		e.serveRemoteAdmin(w, r)
+	case r.URL.Path == token.PathToken:
+		e.serveToken(w, r)
+	case r.URL.Path == token.PathJWKS && r.Method == http.MethodGet:
+		e.serveJWKS(w, r)
+	case r.URL.Path == token.PathASMetadata && r.Method == http.MethodGet:
+		e.serveASMetadata(w, r)
+	case strings.HasPrefix(r.URL.Path, token.PathPRMetadata+"/mcp/") && r.Method == http.MethodGet:
+		e.servePRMetadata(w, r)
 	default:
 		http.NotFound(w, r)
 	}
@@ -136,6 +145,13 @@ type exchange struct {
 	agent    certs.Identity
 	leaf     *x509.Certificate
 	status   int
+	// From the access token.
+	scope   token.Scope
+	tokenID string
+	// From the body: the JSON-RPC method ("" for a response, GET and
+	// DELETE) and its target.
+	method string
+	target string
 }
 
 func newRequestID() string {
@@ -166,11 +182,11 @@ func (e *Edge) serveMCP(w http.ResponseWriter, r *http.Request) {
 	defer cancelExpiry()
 	defer e.active.track(x.agent, x.leaf, cancel)()
 	r = r.WithContext(ctx)
-	if !e.checkTarget(w, r, x) {
+	if !e.checkTarget(w, r, x) || !e.authorizeToken(w, r, x) {
 		return
 	}
 	body, ok := e.readBody(w, r, x)
-	if !ok {
+	if !ok || !e.readMessage(w, r, x, body) || !e.checkScope(w, x, x.method, x.target) {
 		return
 	}
 	l, ok := e.pickLink(w, r, x)
@@ -269,6 +285,27 @@ func (e *Edge) readBody(w http.ResponseWriter, r *http.Request, x *exchange) ([]
 	}
 	e.metrics.bytes.WithLabelValues(x.resource, "in").Add(float64(len(body)))
 	return body, true
+}
+
+// readMessage parses a POST body strictly: exactly one JSON-RPC message,
+// so that what the scope (and later the policy) judges is what the
+// upstream will read. GET and DELETE carry none.
+func (e *Edge) readMessage(w http.ResponseWriter, r *http.Request, x *exchange, body []byte) bool {
+	if r.Method != http.MethodPost {
+		return true
+	}
+	m, err := mcp.Parse(body)
+	if err != nil {
+		code := mcp.CodeInvalidRequest
+		var pe *mcp.ParseError
+		if errors.As(err, &pe) {
+			code = pe.Code
+		}
+		x.fail(w, http.StatusBadRequest, code, err.Error())
+		return false
+	}
+	x.method, x.target = m.Method, m.Name
+	return true
 }
 
 // pickLink chooses the tunnel: the connector pinned to the MCP session if

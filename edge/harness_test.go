@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,9 +22,11 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/airlockhq/airlock/certs"
+	"github.com/airlockhq/airlock/certs/enroll"
 	"github.com/airlockhq/airlock/connector"
 	"github.com/airlockhq/airlock/edge"
 	"github.com/airlockhq/airlock/examples/demoserver"
+	"github.com/airlockhq/airlock/pkg/token"
 )
 
 // env is one throwaway deployment: a CA minted for the test, and the
@@ -258,11 +261,42 @@ func (v *env) clientTLS(certFile, keyFile string) *tls.Config {
 	}
 }
 
+// httpClient is an agent's HTTPS client: it presents the certificate of
+// tc and adds an access token to MCP requests (see withTokens).
 func httpClient(t *testing.T, tc *tls.Config) *http.Client {
 	t.Helper()
 	tr := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr}
+	return withTokens(tr)
+}
+
+// holderClient is httpClient for an enrolled holder.
+func holderClient(h *enroll.Holder) *http.Client {
+	base := h.HTTPClient().Transport
+	binding := func() string { return token.Thumbprint(h.Credential().Leaf()) }
+	return &http.Client{Transport: lenientTokens{tokens: token.NewTransport(base, binding), base: base}}
+}
+
+// withTokens fetches and adds access tokens the way agents do. A request
+// whose token the edge will not give (no certificate, a connector's, an
+// unknown resource) goes without one, so that refusal tests see what the
+// MCP endpoint answers such a request.
+func withTokens(base http.RoundTripper) *http.Client {
+	return &http.Client{Transport: lenientTokens{tokens: token.NewTransport(base, nil), base: base}}
+}
+
+type lenientTokens struct {
+	tokens *token.Transport
+	base   http.RoundTripper
+}
+
+func (l lenientTokens) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := l.tokens.RoundTrip(req)
+	var refused *token.FetchError
+	if errors.As(err, &refused) {
+		return l.base.RoundTrip(req)
+	}
+	return resp, err
 }
 
 func mcpURL(e *edge.Edge, resource string) string {

@@ -340,7 +340,7 @@ func TestRenewalsUnderTraffic(t *testing.T) {
 	renewed := make(chan error, 1)
 	go func() { renewed <- (&enroll.Renewer{Holder: agent, Logger: testLogger(t)}).Run(ctx) }()
 
-	client := agent.HTTPClient()
+	client := holderClient(agent)
 	tr := startTraffic(t, func() *http.Client { return client }, mcpURL(e, "demo"), 4)
 	// Three renewals of each, one every 2.7 seconds or so; the first
 	// certificates would have expired twice over without them.
@@ -406,13 +406,13 @@ func TestRevocationUnderTraffic(t *testing.T) {
 	bob := v.enrollHolder(e, certs.KindAgent, "bob")
 	url := mcpURL(e, "demo")
 
-	aliceClient := alice.HTTPClient()
+	aliceClient := holderClient(alice)
 	if resp, _, err := rpc(t, testContext(t), aliceClient, url, echoCall(1, "before"), nil); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("call before revocation = %v %v", resp, err)
 	}
 	long := startLongCall(t, aliceClient, url)
 	waitFor(t, "the long call to reach the upstream", func() bool { return up.rec.requests.Load() >= 2 })
-	bobClient := bob.HTTPClient()
+	bobClient := holderClient(bob)
 	bobTraffic := startTraffic(t, func() *http.Client { return bobClient }, url, 2)
 
 	got, err := e.Revoke(edge.RevokeRequest{Target: alice.Identity().String(), Reason: "laptop stolen"})
@@ -433,7 +433,7 @@ func TestRevocationUnderTraffic(t *testing.T) {
 		t.Errorf("request after revocation = %d %s, want 401 saying revoked: laptop stolen", resp.StatusCode, body)
 	}
 	// A new connection: refused at the handshake.
-	if _, _, err := rpc(t, testContext(t), alice.HTTPClient(), url, echoCall(3, "new"), nil); err == nil {
+	if _, _, err := rpc(t, testContext(t), holderClient(alice), url, echoCall(3, "new"), nil); err == nil {
 		t.Error("a new connection with the revoked certificate was accepted")
 	}
 	// Renewal too: the handshake already refuses the certificate.
@@ -455,7 +455,7 @@ func TestRevocationUnderTraffic(t *testing.T) {
 	addr := e.Addr().String()
 	shutdownEdge(t, e)
 	e = v.startEdge(res, func(c *edge.Config) { c.Listen = addr })
-	if _, _, err := rpc(t, testContext(t), alice.HTTPClient(), mcpURL(e, "demo"), echoCall(4, "restart"), nil); err == nil {
+	if _, _, err := rpc(t, testContext(t), holderClient(alice), mcpURL(e, "demo"), echoCall(4, "restart"), nil); err == nil {
 		t.Error("the revoked agent was accepted after an edge restart")
 	}
 	// The handshake refuses it; what the client reports of that depends on

@@ -10,6 +10,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/airlockhq/airlock/certs"
+	"github.com/airlockhq/airlock/pkg/tunnel"
 )
 
 // link is one acknowledged tunnel from a connector.
@@ -28,6 +29,17 @@ type link struct {
 
 	inFlight atomic.Int64
 	draining atomic.Bool
+
+	// ctrlMu serializes writes on ctrl, the control stream.
+	ctrlMu sync.Mutex
+	ctrl   *quic.Stream
+}
+
+// send writes a control message to the connector.
+func (l *link) send(m *tunnel.Message) error {
+	l.ctrlMu.Lock()
+	defer l.ctrlMu.Unlock()
+	return tunnel.WriteFrame(l.ctrl, m)
 }
 
 // usable reports whether the link may take new streams.

@@ -57,7 +57,7 @@ func TestCARotationUnderTraffic(t *testing.T) {
 	oldCert, oldKey := v.issue(certs.KindAgent, "legacy")
 	oldRoot := e.CA().Root()
 
-	client := agent.HTTPClient()
+	client := holderClient(agent)
 	url := mcpURL(e, "demo")
 	tr := startTraffic(t, func() *http.Client { return client }, url, 4)
 
@@ -119,7 +119,7 @@ func TestStreamEndsWhenCertificateExpires(t *testing.T) {
 	agent := v.enrollHolder(e, certs.KindAgent, "alice") // never renewed
 	notAfter := agent.Credential().Leaf().NotAfter
 
-	long := startLongCall(t, agent.HTTPClient(), mcpURL(e, "demo"))
+	long := startLongCall(t, holderClient(agent), mcpURL(e, "demo"))
 	select {
 	case err := <-long:
 		if time.Now().Before(notAfter) {

@@ -60,7 +60,13 @@ func (e *Edge) serveConnector(ctx context.Context, conn *quic.Conn) {
 		return
 	}
 	logger = logger.With(logkey.ConnectorName, l.connector, logkey.Instance, l.instance)
-	if err := tunnel.WriteFrame(ctrl, &tunnel.Message{Type: tunnel.TypeAck, Ack: &tunnel.Ack{Edge: e.id.String()}}); err != nil {
+	l.ctrl = ctrl
+	jwks, err := e.keys.JWKS()
+	if err == nil {
+		ack := &tunnel.Ack{Edge: e.id.String(), Issuer: e.issuer, Keys: tunnel.Keys{JWKS: jwks}}
+		err = l.send(&tunnel.Message{Type: tunnel.TypeAck, Ack: ack})
+	}
+	if err != nil {
 		logger.Warn("sending ack failed", logkey.Error, err)
 		conn.CloseWithError(tunnel.CodeProtocol, "ack failed")
 		return
@@ -205,5 +211,26 @@ func (e *Edge) readControl(ctrl *quic.Stream, l *link, logger *slog.Logger) {
 		}
 		l.draining.Store(true)
 		logger.Info("connector draining", logkey.InFlight, l.inFlight.Load())
+	}
+}
+
+// keysChanged runs after a signing key was added or removed: verified
+// tokens are checked again, and every connector gets the new key set.
+// Assertions signed with a new key may overtake the update on their own
+// streams; a connector that meets an unknown key waits a moment for the
+// update before it refuses.
+func (e *Edge) keysChanged() {
+	e.tokens.clear()
+	jwks, err := e.keys.JWKS()
+	if err != nil {
+		e.logger.Error("encoding signing keys failed", logkey.Error, err)
+		return
+	}
+	msg := &tunnel.Message{Type: tunnel.TypeKeys, Keys: &tunnel.Keys{JWKS: jwks}}
+	for _, l := range e.registry.snapshot() {
+		if err := l.send(msg); err != nil {
+			e.logger.Warn("sending signing keys to connector failed",
+				logkey.ConnectorName, l.connector, logkey.Error, err)
+		}
 	}
 }

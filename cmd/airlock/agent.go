@@ -3,23 +3,25 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/airlockhq/airlock/certs"
 	"github.com/airlockhq/airlock/certs/enroll"
+	"github.com/airlockhq/airlock/pkg/token"
 )
 
 func newAgentCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "agent",
-		Short: "Agent side: enroll, and keep an agent's credential fresh",
+		Short: "Agent side: enroll, keep the credential fresh, get access tokens",
 		Long: "Commands for the host an agent runs on. An agent profile is a folder (--profile)\n" +
 			"holding the agent's key and certificate (identity.pem, mode 0600), the trust\n" +
 			"bundle (ca.pem) and the edge's URL; `airlock agent enroll` creates it.",
 	}
-	cmd.AddCommand(newAgentEnrollCmd(g), newAgentRenewCmd(g), newAgentStatusCmd())
+	cmd.AddCommand(newAgentEnrollCmd(g), newAgentRenewCmd(g), newAgentStatusCmd(), newAgentTokenCmd())
 	return cmd
 }
 
@@ -119,5 +121,51 @@ func newAgentStatusCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&profile, "profile", "", "the agent profile folder (required)")
 	cmd.MarkFlagRequired("profile")
+	return cmd
+}
+
+func newAgentTokenCmd() *cobra.Command {
+	var profile, resource, scope, exchange string
+	var ttl time.Duration
+	cmd := &cobra.Command{
+		Use:   "token --profile DIR --resource URL|NAME [--scope S] [--ttl D] [--exchange TOKEN]",
+		Short: "Print an access token for an MCP resource, bound to the agent's certificate (for scripts)",
+		Long: "Ask the edge's token endpoint for an access token, authenticating with the\n" +
+			"agent's certificate. The token works only together with that certificate\n" +
+			"(RFC 8705), for the resource named (its MCP endpoint URL, or just its name),\n" +
+			"within the scope asked for (default: the whole resource). With --exchange,\n" +
+			"narrow an existing token instead (RFC 8693): never wider, never longer.\n" +
+			"Scope grammar: mcp:RESOURCE[:METHOD[:NAME]], space-separated; see docs/tokens.md.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			h, err := enroll.Load(profile)
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(resource, "://") {
+				resource = h.EdgeURL() + "/mcp/" + resource
+			}
+			resp, err := token.Fetch(cmd.Context(), h.HTTPClient(), h.EdgeURL()+token.PathToken, token.Request{
+				Resources:    []string{resource},
+				Scope:        scope,
+				SubjectToken: exchange,
+				Lifetime:     ttl,
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), resp.AccessToken)
+			fmt.Fprintf(cmd.ErrOrStderr(), "token for %s, scope %q, expires in %ds\n", resource, resp.Scope, resp.ExpiresIn)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&profile, "profile", "", "the agent profile folder (required)")
+	f.StringVar(&resource, "resource", "", "the MCP endpoint URL, or the resource name (required)")
+	f.StringVar(&scope, "scope", "", "narrow the token, e.g. mcp:demo:tools/call:read_note")
+	f.DurationVar(&ttl, "ttl", 0, "a shorter lifetime than the edge's default")
+	f.StringVar(&exchange, "exchange", "", "narrow this access token instead of asking for a new one")
+	cmd.MarkFlagRequired("profile")
+	cmd.MarkFlagRequired("resource")
 	return cmd
 }

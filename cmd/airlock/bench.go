@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/airlockhq/airlock/certs"
+	"github.com/airlockhq/airlock/pkg/token"
 )
 
 // benchOptions are the flags of airlock bench.
@@ -178,7 +179,9 @@ func airlockTarget(info devInfo, clients int) (*benchTarget, error) {
 		Certificates: []tls.Certificate{cred.TLSCertificate()},
 		MinVersion:   tls.VersionTLS13,
 	}
-	client := &http.Client{Transport: tr, Timeout: benchRequestTimeout}
+	// The agent fetches its access token once and reuses it, as a real
+	// agent does for its token's lifetime.
+	client := &http.Client{Transport: token.NewTransport(tr, nil), Timeout: benchRequestTimeout}
 	return &benchTarget{name: "airlock", url: info.Resources[devResource], client: client}, nil
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -56,34 +57,46 @@ func newDevCmd(g *globalFlags) *cobra.Command {
 
 func printWelcome(w io.Writer, info devInfo, file string) {
 	url := info.Resources[devResource]
-	curl := fmt.Sprintf("curl -sS --cacert %s --cert %s --key %s", info.CACert, info.AgentCert, info.AgentKey)
+	bin := "airlock"
+	if exe, err := os.Executable(); err == nil {
+		bin = exe
+	}
+	curl := fmt.Sprintf(`curl -sS --cacert %s --cert %s -H "Authorization: Bearer $TOKEN"`, info.CACert, info.AgentCert)
 	fmt.Fprintf(w, `
 Airlock is running locally.
 
   edge (agents)      %s
   MCP endpoint       %s
+  token endpoint     %s
+  agent profile      %s
   metrics            %s
   details            %s
 
 The demo MCP server listens on a loopback port that only the connector uses;
-agents reach it through the edge and the QUIC tunnel with an agent certificate.
+agents reach it through the edge and the QUIC tunnel with an agent certificate
+and a short-lived access token bound to it.
 
-Try it (MCP over plain curl):
+Try it (MCP over plain curl). First an access token (5 minutes):
+
+  TOKEN=$(%s agent token --profile %s --resource %s)
+
+Then:
 
   %s -X POST %s \
     -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
     -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}' -D -
 
-Then, with the Mcp-Session-Id header from that answer:
+and, with the Mcp-Session-Id header from that answer:
 
   %s -X POST %s -H 'Mcp-Session-Id: <id>' -H 'MCP-Protocol-Version: 2025-11-25' \
     -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
     -d '{"jsonrpc":"2.0","id":2,"method":"tools/list"}'
 
-Without the certificate the edge refuses:
+Without the certificate, or without the token, the edge refuses:
 
   curl -sS --cacert %s -X POST %s -d '{}'
 
 Press Ctrl-C to stop.
-`, info.EdgeURL, url, info.MetricsURL, file, curl, url, curl, url, info.CACert, url)
+`, info.EdgeURL, url, info.TokenURL, info.AgentProfile, info.MetricsURL, file,
+		bin, info.AgentProfile, url, curl, url, curl, url, info.CACert, url)
 }

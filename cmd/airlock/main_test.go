@@ -25,6 +25,7 @@ import (
 	"github.com/airlockhq/airlock/connector"
 	"github.com/airlockhq/airlock/edge"
 	"github.com/airlockhq/airlock/examples/demoserver"
+	"github.com/airlockhq/airlock/pkg/token"
 )
 
 // airlock runs the command line in-process and returns what it printed.
@@ -91,7 +92,7 @@ func agentClient(t *testing.T, info devInfo) *http.Client {
 	}
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cred.TLSCertificate()}}}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	return &http.Client{Transport: token.NewTransport(tr, nil), Timeout: 30 * time.Second}
 }
 
 func post(t *testing.T, client *http.Client, url, body string, hdr map[string]string) (*http.Response, string) {
@@ -236,7 +237,7 @@ func TestExampleConfigs(t *testing.T) {
 		}
 		return out
 	}
-	token := func(kind, name string) string {
+	joinToken := func(kind, name string) string {
 		t.Helper()
 		var info edge.TokenInfo
 		decodeJSON(t, admin("--json", "token", "create", "--kind", kind, "--name", name), &info)
@@ -245,10 +246,10 @@ func TestExampleConfigs(t *testing.T) {
 
 	// The connector enrolls on its first start; the agent with its own command.
 	stopConn := runAirlock(t, "connector", "--config", filepath.Join(dir, "connector.yaml"),
-		"--token", token("connector", "connector-1"))
+		"--token", joinToken("connector", "connector-1"))
 	profile := filepath.Join(dir, "alice")
 	if out, err := airlock(ctx, "agent", "enroll", "--edge", "https://"+addr,
-		"--token", token("agent", "alice"), "--dir", profile); err != nil {
+		"--token", joinToken("agent", "alice"), "--dir", profile); err != nil {
 		t.Fatalf("agent enroll: %v\n%s", err, out)
 	}
 	holder, err := enroll.Load(profile)
@@ -257,11 +258,19 @@ func TestExampleConfigs(t *testing.T) {
 	}
 	client := holder.HTTPClient()
 	url := "https://" + addr + "/mcp/demo"
+	// An access token for scripts, as the README shows.
+	out, err := airlock(ctx, "agent", "token", "--profile", profile, "--resource", url)
+	if err != nil {
+		t.Fatalf("agent token: %v\n%s", err, out)
+	}
+	// The token is the first line; the second (stderr) says what it is for.
+	tok, _, _ := strings.Cut(out, "\n")
+	bearer := map[string]string{"Authorization": "Bearer " + tok}
 	call := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"through"}}}`
 	var resp *http.Response
 	var body string
 	waitFor(t, "a call through the edge and connector", func() bool {
-		resp, body = post(t, client, url, call, nil)
+		resp, body = post(t, client, url, call, bearer)
 		return resp.StatusCode != http.StatusServiceUnavailable
 	})
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"text":"through"`) {
@@ -272,7 +281,7 @@ func TestExampleConfigs(t *testing.T) {
 
 	// Remote administration: the admin certificate from edge init, over mTLS.
 	adminCert := filepath.Join(edgeData, "admin", "admin.crt")
-	out, err := airlock(ctx, "admin", "--edge", "https://"+addr, "--ca", certs.RootFile(edge.CADir(edgeData)),
+	out, err = airlock(ctx, "admin", "--edge", "https://"+addr, "--ca", certs.RootFile(edge.CADir(edgeData)),
 		"--cert", adminCert, "--key", filepath.Join(edgeData, "admin", "admin.key"), "revoke", "agent/alice",
 		"--reason", "rotated out")
 	if err != nil || !strings.Contains(out, "revoked") {
@@ -280,7 +289,7 @@ func TestExampleConfigs(t *testing.T) {
 	}
 	// On the connection it has, the agent is told why; a new connection
 	// is refused at the handshake.
-	resp, body = post(t, client, url, call, nil)
+	resp, body = post(t, client, url, call, bearer)
 	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "rotated out") {
 		t.Errorf("call after revocation: status %d body %s, want 401 naming the reason", resp.StatusCode, body)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/airlockhq/airlock/connector"
 	"github.com/airlockhq/airlock/edge"
 	"github.com/airlockhq/airlock/examples/demoserver"
+	"github.com/airlockhq/airlock/pkg/token"
 )
 
 // Names used by the local deployment.
@@ -33,11 +34,16 @@ const (
 // devInfo is dev.json: what scripts need to call the local deployment.
 // Paths are absolute.
 type devInfo struct {
-	EdgeURL    string            `json:"edge_url"`
-	DataDir    string            `json:"data_dir"`
-	CACert     string            `json:"ca_cert"`
-	AgentCert  string            `json:"agent_cert"`
-	AgentKey   string            `json:"agent_key"`
+	EdgeURL   string `json:"edge_url"`
+	DataDir   string `json:"data_dir"`
+	CACert    string `json:"ca_cert"`
+	AgentCert string `json:"agent_cert"`
+	AgentKey  string `json:"agent_key"`
+	// AgentProfile is the agent's folder, what `airlock agent --profile`
+	// takes.
+	AgentProfile string `json:"agent_profile"`
+	// TokenURL is the edge's OAuth token endpoint.
+	TokenURL   string            `json:"token_url"`
 	Resources  map[string]string `json:"resources"`
 	MetricsURL string            `json:"metrics_url,omitempty"`
 }
@@ -95,12 +101,14 @@ func startStack(ctx context.Context, opts stackOptions) (*stack, error) {
 	go (&enroll.Renewer{Holder: s.agent, Logger: opts.logger}).Run(s.runCtx)
 
 	s.info = devInfo{
-		EdgeURL:   edgeURL,
-		DataDir:   filepath.Join(dir, "edge"),
-		CACert:    enroll.BundleFile(s.agent.Dir()),
-		AgentCert: enroll.IdentityFile(s.agent.Dir()),
-		AgentKey:  enroll.IdentityFile(s.agent.Dir()),
-		Resources: map[string]string{devResource: edgeURL + "/mcp/" + devResource},
+		EdgeURL:      edgeURL,
+		DataDir:      filepath.Join(dir, "edge"),
+		CACert:       enroll.BundleFile(s.agent.Dir()),
+		AgentCert:    enroll.IdentityFile(s.agent.Dir()),
+		AgentKey:     enroll.IdentityFile(s.agent.Dir()),
+		AgentProfile: s.agent.Dir(),
+		TokenURL:     edgeURL + token.PathToken,
+		Resources:    map[string]string{devResource: edgeURL + "/mcp/" + devResource},
 	}
 	if a := s.edge.OpsAddr(); a != nil {
 		s.info.MetricsURL = "http://" + a.String() + "/metrics"

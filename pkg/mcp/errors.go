@@ -31,6 +31,13 @@ const (
 	CodeUpstreamFailed = -32014
 	// CodeBodyTooLarge: the body exceeds the route's limit. HTTP 413.
 	CodeBodyTooLarge = -32015
+	// CodeInsufficientScope: the access token's scope does not cover the
+	// request. HTTP 403 with a Bearer insufficient_scope challenge.
+	CodeInsufficientScope = -32016
+	// CodeAssertionRefused: the connector refused the edge's identity
+	// assertion. HTTP 502 at the agent; it means a misconfigured or
+	// impersonated edge.
+	CodeAssertionRefused = -32017
 	// CodeInvalidRequest is JSON-RPC's own code for a request that is not
 	// acceptable as such (for example an HTTP method MCP does not use).
 	CodeInvalidRequest = -32600

@@ -222,3 +222,11 @@ func (t *Transport) token(ctx context.Context, resource, tokenURL string, fresh 
 	t.mu.Unlock()
 	return c.token, nil
 }
+
+// NewTransport returns a Transport that sends requests and fetches tokens
+// through base, which must present the agent's certificate. binding, if
+// not nil, returns the thumbprint of that certificate (see
+// [Transport.Binding]).
+func NewTransport(base http.RoundTripper, binding func() string) *Transport {
+	return &Transport{Base: base, Client: &http.Client{Transport: base}, Binding: binding}
+}

@@ -65,6 +65,10 @@ func (e *InvalidError) Error() string {
 
 func (e *InvalidError) Unwrap() error { return e.Err }
 
+// ErrUnknownKey is in the chain of an [InvalidError] for a token whose
+// kid names no published key.
+var ErrUnknownKey = errors.New("unknown signing key")
+
 func invalid(reason string, err error) error { return &InvalidError{Reason: reason, Err: err} }
 
 // forbiddenHeaders may point a verifier at keys the token chose itself
@@ -129,7 +133,7 @@ func (v *Verifier) key(t *jwt.Token, typ string) (any, error) {
 	}
 	k, ok := v.Keys.Lookup(kid)
 	if !ok {
-		return nil, fmt.Errorf("unknown signing key %q", kid)
+		return nil, fmt.Errorf("%w %q", ErrUnknownKey, kid)
 	}
 	if t.Method.Alg() != k.Alg {
 		return nil, fmt.Errorf("algorithm %s, but key %q signs only with %s", t.Method.Alg(), kid, k.Alg)

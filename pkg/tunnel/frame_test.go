@@ -43,7 +43,7 @@ func TestFrameRoundTrip(t *testing.T) {
 		},
 		{
 			name: "ack",
-			in:   &Message{Type: TypeAck, Ack: &Ack{Edge: "spiffe://airlock.local/edge/edge"}},
+			in:   &Message{Type: TypeAck, Ack: &Ack{Edge: "spiffe://airlock.local/edge/edge", Issuer: "https://e", Keys: Keys{JWKS: []byte(`{"keys":[]}`)}}},
 			out:  &Message{},
 		},
 		{
@@ -89,7 +89,7 @@ func TestFrameRoundTrip(t *testing.T) {
 
 func TestReadFrameConsecutive(t *testing.T) {
 	msgs := []*Message{
-		{Type: TypeAck, Ack: &Ack{Edge: "spiffe://airlock.local/edge/a"}},
+		{Type: TypeAck, Ack: &Ack{Edge: "spiffe://airlock.local/edge/a", Issuer: "https://e", Keys: Keys{JWKS: []byte(`{"keys":[]}`)}}},
 		{Type: TypeDrain, Drain: &Drain{}},
 		{Type: TypeRefusal, Refusal: &Refusal{Reason: "bye"}},
 	}

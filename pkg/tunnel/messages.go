@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -15,6 +16,7 @@ const (
 	TypeRefusal   = "refusal"
 	TypeDrain     = "drain"
 	TypeHeartbeat = "heartbeat"
+	TypeKeys      = "keys"
 )
 
 // Message is one control message; Type says which one field is set.
@@ -26,12 +28,14 @@ type Message struct {
 	Drain   *Drain   `json:"drain,omitempty"`
 	// Heartbeat is sent by the connector; the edge ignores it.
 	Heartbeat *Heartbeat `json:"heartbeat,omitempty"`
+	// Keys is sent by the edge when its signing keys change.
+	Keys *Keys `json:"keys,omitempty"`
 }
 
 // Validate checks that exactly the field named by Type is set.
 func (m *Message) Validate() error {
 	set := 0
-	for _, present := range []bool{m.Hello != nil, m.Ack != nil, m.Refusal != nil, m.Drain != nil, m.Heartbeat != nil} {
+	for _, present := range []bool{m.Hello != nil, m.Ack != nil, m.Refusal != nil, m.Drain != nil, m.Heartbeat != nil, m.Keys != nil} {
 		if present {
 			set++
 		}
@@ -41,13 +45,15 @@ func (m *Message) Validate() error {
 	case TypeHello:
 		ok = ok && m.Hello != nil
 	case TypeAck:
-		ok = ok && m.Ack != nil
+		ok = ok && m.Ack != nil && m.Ack.Issuer != "" && len(m.Ack.Keys.JWKS) > 0
 	case TypeRefusal:
 		ok = ok && m.Refusal != nil
 	case TypeDrain:
 		ok = ok && m.Drain != nil
 	case TypeHeartbeat:
 		ok = ok && m.Heartbeat != nil
+	case TypeKeys:
+		ok = ok && m.Keys != nil && len(m.Keys.JWKS) > 0
 	default:
 		return fmt.Errorf("unknown control message type %q", m.Type)
 	}
@@ -100,6 +106,16 @@ func (h *Hello) Validate() error {
 type Ack struct {
 	// Edge is the SPIFFE ID of the edge that accepted the connector.
 	Edge string `json:"edge"`
+	// Issuer is the iss of the identity assertions the edge signs.
+	Issuer string `json:"issuer"`
+	// Keys are the edge's published signing keys, which verify them.
+	Keys Keys `json:"keys"`
+}
+
+// Keys carries the edge's published signing keys as a JWKS (RFC 7517).
+// The connector verifies every request's identity assertion with them.
+type Keys struct {
+	JWKS json.RawMessage `json:"jwks,omitempty"`
 }
 
 // Refusal refuses a hello; the edge closes the connection after sending it.

@@ -8,7 +8,7 @@ import (
 
 func TestMessageValidate(t *testing.T) {
 	hello := validHello()
-	ack := &Ack{Edge: "spiffe://airlock.local/edge/edge"}
+	ack := &Ack{Edge: "spiffe://airlock.local/edge/edge", Issuer: "https://edge:8443", Keys: Keys{JWKS: []byte(`{"keys":[]}`)}}
 	const notOwn = "exactly its own body"
 	tests := []struct {
 		name    string

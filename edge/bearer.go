@@ -1,0 +1,145 @@
+package edge
+
+import (
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/airlockhq/airlock/pkg/logkey"
+	"github.com/airlockhq/airlock/pkg/mcp"
+	"github.com/airlockhq/airlock/pkg/token"
+)
+
+// authorizeToken checks the request's access token (RFC 6750 section
+// 2.1, header only) against this endpoint and the agent's certificate.
+// A missing or invalid token gets 401 with a challenge that points at the
+// endpoint's protected-resource metadata (RFC 9728 section 5.1).
+func (e *Edge) authorizeToken(w http.ResponseWriter, r *http.Request, x *exchange) bool {
+	if r.URL.Query().Has("access_token") {
+		e.challenge(w, x, http.StatusBadRequest, "invalid_request",
+			"access tokens in the query string are refused: send it in the Authorization header")
+		return false
+	}
+	scheme, raw, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	if raw == "" || !strings.EqualFold(scheme, "Bearer") {
+		e.challenge(w, x, http.StatusUnauthorized, "",
+			"an access token is required: get one from the token endpoint with the agent certificate")
+		return false
+	}
+	claims, err := e.verifyCached(strings.TrimSpace(raw), e.endpointURL(x.resource), x.leaf)
+	if err == nil && claims.Subject != x.agent.String() {
+		err = fmt.Errorf("token of %s presented by %s", claims.Subject, x.agent)
+	}
+	if err != nil {
+		e.logger.InfoContext(r.Context(), "access token refused", logkey.RequestID, x.id,
+			logkey.AgentID, x.agent.String(), logkey.Error, err)
+		e.challenge(w, x, http.StatusUnauthorized, "invalid_token", "the access token is invalid or expired")
+		return false
+	}
+	scope, err := token.ParseScope(claims.Scope, nil)
+	if err != nil {
+		e.challenge(w, x, http.StatusUnauthorized, "invalid_token", "the access token's scope is unreadable")
+		return false
+	}
+	x.scope, x.tokenID = scope, claims.ID
+	return true
+}
+
+// checkScope enforces the token's scope as a ceiling on what the message
+// does: 403 insufficient_scope names the scope that would allow it.
+func (e *Edge) checkScope(w http.ResponseWriter, x *exchange, method, name string) bool {
+	if x.scope.Allows(x.resource, method, name) {
+		return true
+	}
+	need := token.Needed(x.resource, method, name)
+	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer error="insufficient_scope", scope=%q, resource_metadata=%q`,
+		need, e.metadataURL(x.resource)))
+	x.fail(w, http.StatusForbidden, mcp.CodeInsufficientScope,
+		fmt.Sprintf("the access token's scope does not allow %s; it needs %s", describe(method, name), need))
+	return false
+}
+
+func describe(method, name string) string {
+	if name == "" {
+		return method
+	}
+	return fmt.Sprintf("%s of %q", method, name)
+}
+
+// challenge answers with a Bearer challenge and a JSON-RPC error.
+func (e *Edge) challenge(w http.ResponseWriter, x *exchange, status int, code, msg string) {
+	c := fmt.Sprintf(`Bearer resource_metadata=%q`, e.metadataURL(x.resource))
+	if code != "" {
+		c = fmt.Sprintf(`Bearer error=%q, error_description=%q, resource_metadata=%q`, code, msg, e.metadataURL(x.resource))
+	}
+	w.Header().Set("WWW-Authenticate", c)
+	x.fail(w, status, mcp.CodeUnauthenticated, msg)
+}
+
+// tokenCache remembers verified tokens, so that an agent's token is
+// checked cryptographically once and then only for time and binding. It
+// is safe for concurrent use.
+type tokenCache struct {
+	// mu guards entries.
+	mu      sync.Mutex
+	entries map[string]*token.AccessClaims
+}
+
+// maxCachedTokens bounds the cache; when full it starts over.
+const maxCachedTokens = 10000
+
+func (c *tokenCache) get(key string) *token.AccessClaims {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.entries[key]
+}
+
+func (c *tokenCache) put(key string, claims *token.AccessClaims) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil || len(c.entries) >= maxCachedTokens {
+		c.entries = map[string]*token.AccessClaims{}
+	}
+	c.entries[key] = claims
+}
+
+// clear forgets every token; the signing keys changed.
+func (c *tokenCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.entries = nil
+}
+
+// verifyCached verifies raw for the audience and certificate. A token
+// verified before is only checked again for its expiry and binding, which
+// are all that can change for the same bytes.
+func (e *Edge) verifyCached(raw, audience string, leaf *x509.Certificate) (*token.AccessClaims, error) {
+	key := audience + " " + raw
+	if c := e.tokens.get(key); c != nil {
+		if e.now().After(c.ExpiresAt.Add(tokenLeeway)) {
+			return nil, &token.InvalidError{Reason: "expired"}
+		}
+		if c.Cnf.X5tS256 != token.Thumbprint(leaf) {
+			return nil, &token.InvalidError{Reason: "bound to another certificate than the one presented"}
+		}
+		return c, nil
+	}
+	c, err := e.verifier.VerifyAccess(raw, audience, leaf)
+	if err != nil {
+		return nil, err
+	}
+	e.tokens.put(key, c)
+	return c, nil
+}
+
+// assertion signs the identity assertion of a request the edge is about
+// to forward.
+func (e *Edge) assertion(x *exchange, httpMethod string, body []byte) (string, error) {
+	digest := token.RequestDigest{HTTPMethod: httpMethod, Method: x.method, Name: x.target,
+		BodySHA256: token.BodyDigest(body)}
+	claims := token.NewAssertion(e.issuer, x.agent.String(), x.resource, digest, x.scope.String(), time.Now())
+	return e.keys.Sign(token.TypAssertion, claims)
+}
