@@ -64,13 +64,13 @@ func (c *Connector) relay(str *quic.Stream, keys *edgeKeys, logger *slog.Logger)
 
 	up, ok := c.upstream[hdr.Resource]
 	if !ok {
-		writeError(str, http.StatusNotFound, codeUnknownResource,
+		writeError(str, hdr.RequestID, http.StatusNotFound, codeUnknownResource,
 			fmt.Sprintf("connector %s does not serve resource %q", c.cfg.Name, hdr.Resource))
 		return
 	}
 	if err := checkAssertion(str.Context(), keys, hdr.Resource, req); err != nil {
 		logger.Warn("identity assertion refused", logkey.Error, err)
-		writeError(str, http.StatusBadGateway, mcp.CodeAssertionRefused,
+		writeError(str, hdr.RequestID, http.StatusBadGateway, mcp.CodeAssertionRefused,
 			fmt.Sprintf("connector %s refused the edge's identity assertion for this request", c.cfg.Name))
 		return
 	}
@@ -79,7 +79,7 @@ func (c *Connector) relay(str *quic.Stream, keys *edgeKeys, logger *slog.Logger)
 	resp, err := up.client.Do(c.upstreamRequest(str.Context(), up, req))
 	if err != nil {
 		logger.Warn("upstream request failed", logkey.Error, err)
-		writeError(str, http.StatusBadGateway, codeUpstreamFailed,
+		writeError(str, hdr.RequestID, http.StatusBadGateway, codeUpstreamFailed,
 			fmt.Sprintf("connector %s could not reach the upstream of resource %s", c.cfg.Name, hdr.Resource))
 		return
 	}
@@ -153,8 +153,8 @@ func writeResponse(str *quic.Stream, resp *http.Response) error {
 
 // writeError answers with a JSON-RPC error whose id is null: the connector
 // never parses the request it relays.
-func writeError(str *quic.Stream, status, code int, msg string) {
-	body := mcp.ErrorBody(nil, code, msg, nil)
+func writeError(str *quic.Stream, requestID string, status, code int, msg string) {
+	body := mcp.ErrorBody(nil, code, msg, map[string]string{"request_id": requestID})
 	resp := &http.Response{
 		StatusCode:    status,
 		ProtoMajor:    1,

@@ -39,6 +39,8 @@ func (e *Edge) adminHandler() http.Handler {
 	mux.HandleFunc("GET "+adminPrefix+"revocations", e.adminListRevocations)
 	mux.HandleFunc("GET "+adminPrefix+"ca", e.adminCAStatus)
 	mux.HandleFunc("POST "+adminPrefix+"ca/{step}", e.adminCAStep)
+	mux.HandleFunc("GET "+adminPrefix+"keys", e.adminListKeys)
+	mux.HandleFunc("POST "+adminPrefix+"keys/rotate", e.adminRotateKeys)
 	return mux
 }
 

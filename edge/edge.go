@@ -70,6 +70,8 @@ type Edge struct {
 	keys     *token.KeySet
 	verifier *token.Verifier
 	tokens   tokenCache
+	// tamper, set only by tests, changes tunneled requests.
+	tamper atomic.Pointer[func(*http.Request)]
 
 	// Set by Start.
 	httpLn    net.Listener
@@ -115,9 +117,7 @@ func New(cfg Config, logger *slog.Logger) (*Edge, error) {
 		st.Close()
 		return nil, err
 	}
-	// A retired key stays published as long as anything it signed lives.
-	keep := MaxAccessTokenLifetime + token.AssertionLifetime + 2*tokenLeeway
-	keys, err := token.OpenKeySet(st, cfg.TokenSigningAlg, keep, nil)
+	keys, err := token.OpenKeySet(st, cfg.TokenSigningAlg, keyKeep, nil)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -353,6 +353,7 @@ func (e *Edge) sweepSessions(ctx context.Context) {
 			return
 		case <-t.C:
 			e.sessions.sweep()
+			e.pruneKeys()
 			if _, err := e.store.PruneJoinTokens(time.Now().Add(-24 * time.Hour)); err != nil {
 				e.logger.Warn("pruning join tokens failed", logkey.Error, err)
 			}

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"net/http"
 	"time"
 )
 
@@ -16,4 +17,14 @@ func Crash(e *Edge) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	e.Shutdown(ctx)
+}
+
+// TamperTunnel makes e pass every tunneled request through fn before it
+// crosses the tunnel, as a forged or broken edge might; nil stops it.
+func TamperTunnel(e *Edge, fn func(*http.Request)) {
+	if fn == nil {
+		e.tamper.Store(nil)
+		return
+	}
+	e.tamper.Store(&fn)
 }

@@ -59,6 +59,9 @@ func (e *Edge) forward(w http.ResponseWriter, r *http.Request, x *exchange, l *l
 		x.fail(w, http.StatusInternalServerError, mcp.CodeUpstreamFailed, "the edge could not sign the request's identity assertion")
 		return
 	}
+	if fn := e.tamper.Load(); fn != nil {
+		(*fn)(out)
+	}
 	wrote := make(chan error, 1)
 	go func() { wrote <- writeRequest(str, x, out) }()
 

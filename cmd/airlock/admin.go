@@ -19,7 +19,7 @@ func newAdminCmd(_ *globalFlags) *cobra.Command {
 	t := &adminTarget{}
 	cmd := &cobra.Command{
 		Use:   "admin",
-		Short: "Administer an edge: join tokens, identities, revocation, CA rotation",
+		Short: "Administer an edge: join tokens, identities, revocation, CA and signing-key rotation",
 		Long: "Administer a running edge through its admin API: with --data DIR on the edge's own\n" +
 			"host (the local socket DIR/admin.sock, mode 0600), or with --edge URL and an admin\n" +
 			"certificate (created by `airlock edge init`) from anywhere.",
@@ -27,7 +27,7 @@ func newAdminCmd(_ *globalFlags) *cobra.Command {
 	t.flags(cmd)
 	cmd.AddCommand(newAdminIssueCmd(), newAdminTokenCmd(t), newAdminTokensCmd(t),
 		newAdminListCmd(t, "connectors"), newAdminListCmd(t, "agents"),
-		newAdminRevokeCmd(t), newAdminRevocationsCmd(t), newAdminCACmd(t))
+		newAdminRevokeCmd(t), newAdminRevocationsCmd(t), newAdminCACmd(t), newAdminKeysCmd(t))
 	return cmd
 }
 
@@ -199,6 +199,48 @@ func newAdminCACmd(t *adminTarget) *cobra.Command {
 			return tw.Flush()
 		},
 	}
+	return cmd
+}
+
+func newAdminKeysCmd(t *adminTarget) *cobra.Command {
+	print := func(cmd *cobra.Command, keys []edge.KeyInfo, err error) error {
+		if err != nil || t.json {
+			return jsonOr(cmd, t, keys, err)
+		}
+		tw := table(cmd.OutOrStdout(), "KID", "ALG", "SIGNING", "CREATED", "RETIRED", "REMOVED AFTER")
+		for _, k := range keys {
+			fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\n", k.ID, k.Alg, k.Signing, stamp(k.CreatedAt),
+				stamp(k.RetiredAt), stamp(k.RemoveAfter))
+		}
+		return tw.Flush()
+	}
+	cmd := &cobra.Command{
+		Use:   "keys",
+		Short: "List the access-token signing keys (published at /.well-known/jwks.json)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var keys []edge.KeyInfo
+			err := adminGet(cmd, t, "keys", &keys)
+			return print(cmd, keys, err)
+		},
+	}
+	var req edge.RotateKeysRequest
+	rotate := &cobra.Command{
+		Use:   "rotate [--alg ES256|EdDSA]",
+		Short: "Sign with a new key; the old one stays published until its tokens have expired",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := t.client()
+			if err != nil {
+				return err
+			}
+			var keys []edge.KeyInfo
+			err = c.call(cmd.Context(), "POST", "keys/rotate", req, &keys)
+			return print(cmd, keys, err)
+		},
+	}
+	rotate.Flags().StringVar(&req.Alg, "alg", "", "algorithm of the new key (default: the edge's token_signing_alg)")
+	cmd.AddCommand(rotate)
 	return cmd
 }
 

@@ -279,6 +279,25 @@ func TestExampleConfigs(t *testing.T) {
 
 	checkAdminLists(t, admin)
 
+	// A new signing key: the connector learns it at once, and tokens of
+	// the old key keep working until they expire.
+	var keys []edge.KeyInfo
+	decodeJSON(t, admin("--json", "keys", "rotate", "--alg", "EdDSA"), &keys)
+	if len(keys) != 2 || !keys[0].Signing || keys[0].Alg != "EdDSA" || keys[1].Signing || keys[1].RemoveAfter.IsZero() {
+		t.Fatalf("admin keys rotate = %+v, want a signing EdDSA key and the retired one", keys)
+	}
+	if resp, body := post(t, client, url, call, bearer); resp.StatusCode != http.StatusOK {
+		t.Fatalf("call with the old key's token after rotation: %d %s", resp.StatusCode, body)
+	}
+	out, err = airlock(ctx, "agent", "token", "--profile", profile, "--resource", "demo")
+	if err != nil {
+		t.Fatalf("agent token after rotation: %v\n%s", err, out)
+	}
+	fresh, _, _ := strings.Cut(out, "\n")
+	if resp, body := post(t, client, url, call, map[string]string{"Authorization": "Bearer " + fresh}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("call with a token of the new key: %d %s", resp.StatusCode, body)
+	}
+
 	// Remote administration: the admin certificate from edge init, over mTLS.
 	adminCert := filepath.Join(edgeData, "admin", "admin.crt")
 	out, err = airlock(ctx, "admin", "--edge", "https://"+addr, "--ca", certs.RootFile(edge.CADir(edgeData)),

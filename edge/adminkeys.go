@@ -1,0 +1,86 @@
+package edge
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/airlockhq/airlock/pkg/logkey"
+	"github.com/airlockhq/airlock/pkg/token"
+)
+
+// keyKeep is how long a retired signing key stays published: as long as
+// anything it signed may still be presented.
+const keyKeep = MaxAccessTokenLifetime + token.AssertionLifetime + 2*tokenLeeway
+
+// KeyInfo describes one token signing key for `airlock admin keys`.
+type KeyInfo struct {
+	ID        string    `json:"id"`
+	Alg       string    `json:"alg"`
+	Signing   bool      `json:"signing"`
+	CreatedAt time.Time `json:"created_at"`
+	RetiredAt time.Time `json:"retired_at,omitzero"`
+	// RemoveAfter is when a retired key leaves the JWKS.
+	RemoveAfter time.Time `json:"remove_after,omitzero"`
+}
+
+// RotateKeysRequest is the body of POST /v1/admin/keys/rotate.
+type RotateKeysRequest struct {
+	// Alg is ES256 or EdDSA; empty means the configured token_signing_alg.
+	Alg string `json:"alg,omitempty"`
+}
+
+// KeyInfos lists the published signing keys, the signing one first.
+func (e *Edge) KeyInfos() []KeyInfo {
+	var out []KeyInfo
+	for _, k := range e.keys.Keys() {
+		info := KeyInfo{ID: k.ID, Alg: k.Alg, Signing: k.RetiredAt.IsZero(), CreatedAt: k.CreatedAt, RetiredAt: k.RetiredAt}
+		if !k.RetiredAt.IsZero() {
+			info.RemoveAfter = k.RetiredAt.Add(keyKeep)
+		}
+		out = append(out, info)
+	}
+	return out
+}
+
+func (e *Edge) adminListKeys(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, e.KeyInfos())
+}
+
+// RotateKeys makes a new signing key; the old one stays published until
+// every token it signed has expired.
+func (e *Edge) RotateKeys(alg string) ([]KeyInfo, error) {
+	if alg == "" {
+		alg = e.cfg.TokenSigningAlg
+	}
+	k, err := e.keys.Rotate(alg)
+	if err != nil {
+		return nil, err
+	}
+	e.logger.Info("token signing key rotated", "kid", k.ID, "alg", k.Alg)
+	return e.KeyInfos(), nil
+}
+
+func (e *Edge) adminRotateKeys(w http.ResponseWriter, r *http.Request) {
+	var req RotateKeysRequest
+	if !decodeAdmin(w, r, &req) {
+		return
+	}
+	list, err := e.RotateKeys(req.Alg)
+	if err != nil {
+		adminError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+// pruneKeys drops retired keys whose tokens have all expired.
+func (e *Edge) pruneKeys() {
+	gone, err := e.keys.Prune()
+	if err != nil {
+		e.logger.Warn("removing retired signing keys failed", logkey.Error, err)
+		return
+	}
+	for _, kid := range gone {
+		e.logger.Info("retired token signing key removed", "kid", kid)
+	}
+}
