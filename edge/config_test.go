@@ -65,7 +65,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		IdleTimeout:           120 * time.Second,
 		SessionIdleTimeout:    time.Hour,
 		AccessTokenLifetime:   5 * time.Minute,
-		TokenSigningAlg:       "ES256",
+		TokenSigningAlg:       "EdDSA",
 		ShutdownGrace:         30 * time.Second,
 		QUIC:                  tunnel.QUICSettings{}.WithDefaults(tunnel.DefaultEdgeStreams),
 	}
@@ -179,7 +179,7 @@ resources:
 		IdleTimeout:           DefaultIdleTimeout,
 		SessionIdleTimeout:    10 * time.Minute,
 		AccessTokenLifetime:   5 * time.Minute,
-		TokenSigningAlg:       "ES256",
+		TokenSigningAlg:       "EdDSA",
 		ShutdownGrace:         DefaultShutdownGrace,
 		QUIC:                  tunnel.QUICSettings{}.WithDefaults(tunnel.DefaultEdgeStreams),
 		Resources:             []Resource{{Name: "files", Connectors: []string{"db", "db-2"}}},

@@ -58,7 +58,8 @@ func claimsFor(e *edge.Edge, leaf *x509.Certificate, agent string) jwt.MapClaims
 func mint(t *testing.T, e *edge.Edge, claims jwt.MapClaims, edit func(map[string]any)) string {
 	t.Helper()
 	k := e.Keys().Signing()
-	tok := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
+	method := jwt.GetSigningMethod(k.Alg)
+	tok := jwt.NewWithClaims(method, claims)
 	tok.Header["kid"], tok.Header["typ"] = k.ID, token.TypAccess
 	if edit != nil {
 		edit(tok.Header)

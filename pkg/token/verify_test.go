@@ -30,7 +30,9 @@ type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
 
-func openKeys(t *testing.T, c *clock, alg string) *KeySet {
+func openKeys(t *testing.T, c *clock, alg string) *KeySet { return openKeysB(t, c, alg) }
+
+func openKeysB(t testing.TB, c *clock, alg string) *KeySet {
 	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"))
 	if err != nil {
@@ -44,7 +46,7 @@ func openKeys(t *testing.T, c *clock, alg string) *KeySet {
 	return ks
 }
 
-func testCert(t *testing.T, cn string) *x509.Certificate {
+func testCert(t testing.TB, cn string) *x509.Certificate {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
@@ -327,3 +329,16 @@ func edKey() (any, any, error) {
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// goodAccessClaims are goodClaims as a typed claims value.
+func goodAccessClaims(c *clock, cert *x509.Certificate) *AccessClaims {
+	return &AccessClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer: testIssuer, Subject: "spiffe://airlock.local/agent/alice",
+			Audience: jwt.ClaimStrings{testAudience}, ID: "j1",
+			IssuedAt: jwt.NewNumericDate(c.t), ExpiresAt: jwt.NewNumericDate(c.t.Add(5 * time.Minute)),
+		},
+		Scope: "mcp:demo",
+		Cnf:   &Confirmation{X5tS256: Thumbprint(cert)},
+	}
+}
