@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,10 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/airlockhq/airlock/connector"
 	"github.com/airlockhq/airlock/edge"
+	"github.com/airlockhq/airlock/examples/assertion"
+	"github.com/airlockhq/airlock/examples/demoserver"
 	airmcp "github.com/airlockhq/airlock/pkg/mcp"
 	"github.com/airlockhq/airlock/pkg/token"
 )
@@ -425,5 +429,29 @@ func TestConnectorRefusesBadAssertions(t *testing.T) {
 	// Untampered, the same call goes through.
 	if r := oneEcho(t, ctx, client, mcpURL(e, "demo"), 9); !r.ok() {
 		t.Fatalf("untampered call: %+v", r)
+	}
+}
+
+// TestUpstreamVerifiesAssertion runs the demo server behind the
+// examples/assertion middleware, which checks every request against the
+// edge's published keys: calls through Airlock pass, a direct call
+// without the edge does not.
+func TestUpstreamVerifiesAssertion(t *testing.T) {
+	v := newEnv(t)
+	e := v.startEdge([]edge.Resource{{Name: "demo", Connectors: []string{"c1"}}}, nil)
+	keys := assertion.NewKeys(e.Issuer())
+	keys.Client = plainClient(t, &tls.Config{RootCAs: v.ca.Pool()})
+	h := assertion.Require(keys, "demo", demoserver.Handler(demoserver.Options{SandboxDir: t.TempDir()}, true))
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	v.startConnector(e, "c1", []connector.Resource{{Name: "demo", URL: srv.URL + "/mcp"}}, nil)
+	ctx := testContext(t)
+
+	if r := oneEcho(t, ctx, httpClient(t, v.agentTLS("alice")), mcpURL(e, "demo"), 1); !r.ok() {
+		t.Fatalf("call through Airlock to a verifying upstream: %+v", r)
+	}
+	resp, _, err := rpc(t, ctx, http.DefaultClient, srv.URL+"/mcp", echoCall(2, "direct"), nil)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("direct call without an assertion = %v %v, want 401", resp, err)
 	}
 }
