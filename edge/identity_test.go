@@ -141,7 +141,7 @@ func TestEnrollmentRefusals(t *testing.T) {
 		}, 401, enroll.CodeInvalidToken, "unknown or its secret is wrong"},
 		{"other kind", func() enroll.Request {
 			return enroll.Request{Token: joinToken(t, e, certs.KindConnector, "alice", 0), Kind: "agent", CSR: goodCSR}
-		}, 403, enroll.CodeInvalidToken, "is for a connector, not an agent"},
+		}, 403, enroll.CodeInvalidToken, "is for kind connector, not agent"},
 		{"other name", func() enroll.Request {
 			return enroll.Request{Token: joinToken(t, e, certs.KindAgent, "alice", 0), Kind: "agent", Name: "bob", CSR: goodCSR}
 		}, 403, enroll.CodeInvalidToken, `is for agent "alice", not "bob"`},
@@ -197,7 +197,7 @@ func TestRefusedEnrollmentKeepsToken(t *testing.T) {
 	e, _ := demoEdge(v, nil)
 	tok := joinToken(t, e, certs.KindConnector, "c1", 0)
 	_, err := enroll.Enroll(testContext(t), enroll.Options{EdgeURL: edgeURL(e), Token: tok, Kind: certs.KindAgent, Dir: t.TempDir()})
-	if err == nil || !strings.Contains(err.Error(), "is for a connector, not an agent") {
+	if err == nil || !strings.Contains(err.Error(), "is for kind connector, not agent") {
 		t.Fatalf("Enroll as an agent with a connector token = %v", err)
 	}
 	h, err := enroll.Enroll(testContext(t), enroll.Options{EdgeURL: edgeURL(e), Token: tok, Kind: certs.KindConnector, Dir: t.TempDir()})

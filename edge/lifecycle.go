@@ -106,7 +106,7 @@ func tokenRefusal(id string, err error) error {
 func (e *Edge) signForToken(ctx context.Context, t store.JoinToken, req enroll.Request) ([]*x509.Certificate, error) {
 	if req.Kind != "" && req.Kind != t.Kind {
 		return nil, refusal(http.StatusForbidden, enroll.CodeInvalidToken,
-			"join token %s is for a %s, not an %s", t.ID, t.Kind, req.Kind)
+			"join token %s is for kind %s, not %s", t.ID, t.Kind, req.Kind)
 	}
 	if req.Name != "" && req.Name != t.Name {
 		return nil, refusal(http.StatusForbidden, enroll.CodeInvalidToken,

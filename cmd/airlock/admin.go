@@ -59,7 +59,7 @@ func newAdminTokenCmd(t *adminTarget) *cobra.Command {
 	f := create.Flags()
 	f.StringVar(&req.Kind, "kind", "", "agent or connector (required)")
 	f.StringVar(&req.Name, "name", "", "the name the new identity gets (required)")
-	f.DurationVar(&req.TTL, "ttl", edge.DefaultJoinTokenTTL, "how long the token may be used (at most 24h)")
+	f.DurationVar(&req.TTL, "ttl", edge.DefaultJoinTokenTTL, "how long the token may be used (at most the edge's max_join_token_ttl, default 24h)")
 	create.MarkFlagRequired("kind")
 	create.MarkFlagRequired("name")
 	cmd.AddCommand(create)
@@ -288,12 +288,13 @@ func newAdminIssueCmd() *cobra.Command {
 	var data, kind, name, out string
 	var ttl time.Duration
 	cmd := &cobra.Command{
-		Use:   "issue --data DIR --kind agent|connector --name NAME --out DIR",
+		Use:   "issue --data DIR --kind agent|connector|admin --name NAME --out DIR",
 		Short: "Issue a certificate from the CA in an edge's data folder (prefer join tokens)",
 		Long: "Issue a certificate and key from the CA in an edge's data folder, for hosts that\n" +
 			"can read that folder. The key is made here and written with mode 0600. Holders of\n" +
 			"such certificates do not renew them; prefer `airlock admin token create` and\n" +
-			"enrollment, which make the key on the holder's host.",
+			"enrollment, which make the key on the holder's host. --kind admin makes a new\n" +
+			"admin credential for remote administration (`airlock admin --edge`).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			k, err := certs.ParseKind(kind)
@@ -326,7 +327,7 @@ func newAdminIssueCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&data, "data", "", "the edge's data folder (required)")
-	f.StringVar(&kind, "kind", "", "agent or connector (required)")
+	f.StringVar(&kind, "kind", "", "agent, connector or admin (required)")
 	f.StringVar(&name, "name", "", "identity name (required)")
 	f.StringVar(&out, "out", ".", "folder to write NAME.crt, NAME.key and ca.crt to")
 	f.DurationVar(&ttl, "ttl", time.Hour, "certificate lifetime")

@@ -138,7 +138,7 @@ func newAgentTokenCmd() *cobra.Command {
 			"Scope grammar: mcp:RESOURCE[:METHOD[:NAME]], space-separated; see docs/tokens.md.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			h, err := enroll.Load(profile)
+			h, err := loadAgent(cmd, profile)
 			if err != nil {
 				return err
 			}
@@ -168,4 +168,26 @@ func newAgentTokenCmd() *cobra.Command {
 	cmd.MarkFlagRequired("profile")
 	cmd.MarkFlagRequired("resource")
 	return cmd
+}
+
+// loadAgent opens an agent profile for a command that talks to the edge,
+// renewing the certificate first when it is due, so that an agent that
+// only ever runs short commands keeps a fresh certificate too.
+func loadAgent(cmd *cobra.Command, profile string) (*enroll.Holder, error) {
+	h, err := enroll.Load(profile)
+	if err != nil {
+		return nil, err
+	}
+	leaf := h.Credential().Leaf()
+	if time.Now().After(leaf.NotAfter) {
+		return nil, enroll.ErrExpired
+	}
+	if time.Now().After(enroll.RenewAt(leaf, 0)) {
+		if err := h.Renew(cmd.Context()); err != nil {
+			return nil, fmt.Errorf("renewing the due certificate of %s: %w", h.Identity(), err)
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "renewed %s until %s\n", h.Identity(),
+			h.Credential().Leaf().NotAfter.Format(time.RFC3339))
+	}
+	return h, nil
 }

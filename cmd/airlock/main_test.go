@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -424,4 +425,48 @@ func freeAddr(t *testing.T) string {
 	}
 	t.Fatal("no port free for both TCP and UDP")
 	return ""
+}
+
+// TestAgentTokenRenewsDueCertificate: an agent that only runs short
+// commands still renews, when a command finds its certificate due.
+func TestAgentTokenRenewsDueCertificate(t *testing.T) {
+	dir := t.TempDir()
+	ctx := t.Context()
+	edgeData := filepath.Join(dir, "edge-data")
+	if _, err := airlock(ctx, "edge", "init", "--dir", edgeData); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	cfg := fmt.Sprintf("data_dir: %s\nlisten: %s\nops_listen: \"off\"\nagent_cert_lifetime: 3s\n"+
+		"resources:\n  - name: demo\n    connectors: [c1]\n", edgeData, addr)
+	if err := os.WriteFile(filepath.Join(dir, "edge.yaml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runAirlock(t, "edge", "--config", filepath.Join(dir, "edge.yaml"))
+	waitFor(t, "the edge's admin socket", func() bool {
+		_, err := os.Stat(edge.AdminSocket(edgeData))
+		return err == nil
+	})
+	var info edge.TokenInfo
+	out, err := airlock(ctx, "admin", "--data", edgeData, "--json", "token", "create", "--kind", "agent", "--name", "a1")
+	if err != nil {
+		t.Fatal(err, out)
+	}
+	decodeJSON(t, out, &info)
+	profile := filepath.Join(dir, "a1")
+	if out, err := airlock(ctx, "agent", "enroll", "--edge", "https://"+addr, "--token", info.Token, "--dir", profile); err != nil {
+		t.Fatal(err, out)
+	}
+	h, _ := enroll.Load(profile)
+	first := h.Credential().Leaf()
+	waitFor(t, "the certificate to be due", func() bool { return time.Now().After(enroll.RenewAt(first, 0)) })
+
+	out, err = airlock(ctx, "agent", "token", "--profile", profile, "--resource", "demo")
+	if err != nil || !strings.Contains(out, "renewed spiffe://airlock.local/agent/a1") {
+		t.Fatalf("agent token with a due certificate = %v\n%s", err, out)
+	}
+	h, _ = enroll.Load(profile)
+	if h.Credential().Leaf().SerialNumber.Cmp(first.SerialNumber) == 0 {
+		t.Error("the profile still holds the old certificate")
+	}
 }
