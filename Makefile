@@ -22,6 +22,7 @@ bench: build
 # A short run of every fuzz target (the corpus lives in testdata/fuzz).
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime 30s ./pkg/tunnel/
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./pkg/mcp/
 
 clean:
 	rm -rf bin
