@@ -25,6 +25,7 @@ func (e *Edge) authorizeToken(w http.ResponseWriter, r *http.Request, x *exchang
 	}
 	scheme, raw, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	if raw == "" || !strings.EqualFold(scheme, "Bearer") {
+		e.metrics.tokens.WithLabelValues("missing").Inc()
 		e.challenge(w, x, http.StatusUnauthorized, "",
 			"an access token is required: get one from the token endpoint with the agent certificate")
 		return false
@@ -34,6 +35,7 @@ func (e *Edge) authorizeToken(w http.ResponseWriter, r *http.Request, x *exchang
 		err = fmt.Errorf("token of %s presented by %s", claims.Subject, x.agent)
 	}
 	if err != nil {
+		e.metrics.tokens.WithLabelValues("invalid").Inc()
 		e.logger.InfoContext(r.Context(), "access token refused", logkey.RequestID, x.id,
 			logkey.AgentID, x.agent.String(), logkey.Error, err)
 		e.challenge(w, x, http.StatusUnauthorized, "invalid_token", "the access token is invalid or expired")
@@ -54,6 +56,7 @@ func (e *Edge) checkScope(w http.ResponseWriter, x *exchange, method, name strin
 	if x.scope.Allows(x.resource, method, name) {
 		return true
 	}
+	e.metrics.tokens.WithLabelValues("insufficient_scope").Inc()
 	need := token.Needed(x.resource, method, name)
 	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer error="insufficient_scope", scope=%q, resource_metadata=%q`,
 		need, e.metadataURL(x.resource)))

@@ -198,7 +198,7 @@ func (e *Edge) serveMCP(w http.ResponseWriter, r *http.Request) {
 
 func (e *Edge) observe(r *http.Request, x *exchange) {
 	status := fmt.Sprint(x.status)
-	e.metrics.requests.WithLabelValues(x.resource, r.Method, status).Inc()
+	e.metrics.requests.WithLabelValues(x.resource, r.Method, mcpMethodLabel(x.method), status).Inc()
 	if e.logger.Enabled(r.Context(), slog.LevelDebug) {
 		e.logger.DebugContext(r.Context(), "request done",
 			logkey.RequestID, x.id, logkey.Resource, x.resource, logkey.AgentID, x.agent.String(),

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -17,6 +18,7 @@ type metrics struct {
 	bytes      *prometheus.CounterVec
 	inFlight   prometheus.Gauge
 	refusals   *prometheus.CounterVec
+	tokens     *prometheus.CounterVec
 	tunnels    prometheus.GaugeFunc
 	connectors prometheus.GaugeFunc
 }
@@ -26,8 +28,8 @@ func newMetrics(r *registry) *metrics {
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "airlock_edge_requests_total",
-			Help: "Agent requests by resource, HTTP method and status code.",
-		}, []string{"resource", "method", "code"}),
+			Help: "Agent requests by resource, HTTP method, MCP method and status code.",
+		}, []string{"resource", "method", "mcp_method", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "airlock_edge_response_header_seconds",
 			Help:    "Time from receiving an agent request to sending the response head, by resource and HTTP method.",
@@ -41,6 +43,10 @@ func newMetrics(r *registry) *metrics {
 			Name: "airlock_edge_streams_in_flight",
 			Help: "Tunnel streams open for agent requests.",
 		}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "airlock_edge_tokens_total",
+			Help: "Access tokens issued by grant, and refused on MCP requests by reason (missing, invalid, insufficient_scope).",
+		}, []string{"event"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "airlock_edge_connector_refusals_total",
 			Help: "Connector hellos the edge refused, by reason class.",
@@ -54,11 +60,31 @@ func newMetrics(r *registry) *metrics {
 		Name: "airlock_edge_connectors",
 		Help: "Connector processes with at least one tunnel up.",
 	}, func() float64 { _, n := r.counts(); return float64(n) })
-	m.reg.MustRegister(m.requests, m.latency, m.bytes, m.inFlight, m.refusals, m.tunnels, m.connectors,
+	m.reg.MustRegister(m.requests, m.latency, m.bytes, m.inFlight, m.refusals, m.tokens, m.tunnels, m.connectors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// mcpMethodLabel bounds the mcp_method label to the methods MCP defines,
+// so that a client inventing methods cannot grow the metric without end.
+func mcpMethodLabel(method string) string {
+	switch {
+	case method == "":
+		return "-"
+	case strings.HasPrefix(method, "notifications/"):
+		return "notifications"
+	case strings.HasPrefix(method, "tasks/"):
+		return "tasks"
+	}
+	switch method {
+	case "initialize", "ping", "tools/list", "tools/call", "resources/list", "resources/read",
+		"resources/templates/list", "resources/subscribe", "resources/unsubscribe", "prompts/list",
+		"prompts/get", "completion/complete", "logging/setLevel":
+		return method
+	}
+	return "other"
 }

@@ -304,6 +304,7 @@ func (e *Edge) issueToken(w http.ResponseWriter, r *http.Request, id certs.Ident
 		oauthError(w, http.StatusInternalServerError, "server_error", "the edge could not sign a token")
 		return
 	}
+	e.metrics.tokens.WithLabelValues("issued_" + grantLabel(r.PostForm.Get("grant_type"))).Inc()
 	e.logger.InfoContext(r.Context(), "access token issued", logkey.AgentID, id.String(),
 		logkey.TokenID, claims.ID, "scope", claims.Scope, "expires", exp)
 	w.Header().Set("Content-Type", "application/json")
@@ -372,4 +373,11 @@ func (e *Edge) servePRMetadata(w http.ResponseWriter, r *http.Request) {
 // metadataURL is the protected-resource metadata URL of a resource.
 func (e *Edge) metadataURL(resource string) string {
 	return e.issuer + token.PathPRMetadata + "/mcp/" + resource
+}
+
+func grantLabel(grant string) string {
+	if grant == token.GrantTokenExchange {
+		return "token_exchange"
+	}
+	return grant
 }

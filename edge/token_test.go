@@ -187,7 +187,7 @@ func fetch(t *testing.T, client *http.Client, e *edge.Edge, req token.Request) (
 }
 
 func TestScopeIsACeiling(t *testing.T) {
-	v, e, up := demoEnv(t, true, nil, nil)
+	v, e, up := demoEnv(t, true, func(c *edge.Config) { c.OpsListen = "127.0.0.1:0" }, nil)
 	ctx := testContext(t)
 	alice := plainClient(t, v.agentTLS("alice"))
 	url := mcpURL(e, "demo")
@@ -218,6 +218,23 @@ func TestScopeIsACeiling(t *testing.T) {
 	}
 	if n := up.rec.requests.Load(); n != before {
 		t.Error("a request outside the token's scope reached the upstream")
+	}
+
+	resp, err = http.Get("http://" + e.OpsAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`airlock_edge_tokens_total{event="insufficient_scope"} 1`,
+		`airlock_edge_tokens_total{event="issued_client_credentials"} 1`,
+		`airlock_edge_requests_total{code="403",mcp_method="tools/call",method="POST",resource="demo"} 1`,
+		`airlock_edge_requests_total{code="200",mcp_method="tools/call",method="POST",resource="demo"} 1`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
 
