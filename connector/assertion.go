@@ -56,14 +56,12 @@ func (k *edgeKeys) Lookup(kid string) (*token.Key, bool) {
 	return k.keys.Lookup(kid)
 }
 
-func (k *edgeKeys) waitChange(ctx context.Context) {
-	k.mu.Lock()
-	ch := k.changed
-	k.mu.Unlock()
+// waitChange waits for a key update on changed, at most keyUpdateWait.
+func waitChange(ctx context.Context, changed <-chan struct{}) {
 	t := time.NewTimer(keyUpdateWait)
 	defer t.Stop()
 	select {
-	case <-ch:
+	case <-changed:
 	case <-t.C:
 	case <-ctx.Done():
 	}
@@ -74,11 +72,19 @@ func (k *edgeKeys) verify(ctx context.Context, raw, resource string) (*token.Ass
 	if raw == "" {
 		return nil, errors.New("the request carries no identity assertion")
 	}
-	v := &token.Verifier{Keys: k, Issuer: k.issuer, MaxLifetime: token.AssertionLifetime, Leeway: 5 * time.Second}
+	v := &token.Verifier{Keys: k, Issuer: k.issuer, MaxLifetime: token.AssertionLifetime, Leeway: assertionLeeway}
+	// Take the update channel before looking: an update that lands
+	// between a failed lookup and the wait must still wake us.
+	k.mu.Lock()
+	changed := k.changed
+	k.mu.Unlock()
 	c, err := v.VerifyAssertion(raw, resource)
 	if errors.Is(err, token.ErrUnknownKey) {
-		k.waitChange(ctx)
+		waitChange(ctx, changed)
 		c, err = v.VerifyAssertion(raw, resource)
 	}
 	return c, err
 }
+
+// assertionLeeway is the clock skew allowed between edge and connector.
+const assertionLeeway = 5 * time.Second

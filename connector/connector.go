@@ -24,6 +24,7 @@ import (
 	"github.com/airlockhq/airlock/certs"
 	"github.com/airlockhq/airlock/certs/enroll"
 	"github.com/airlockhq/airlock/pkg/logkey"
+	"github.com/airlockhq/airlock/pkg/token"
 	"github.com/airlockhq/airlock/pkg/tunnel"
 )
 
@@ -46,6 +47,8 @@ type Connector struct {
 	inFlight atomic.Int64
 	draining atomic.Bool
 	renewals atomic.Int64
+	// replays remembers the assertions already relayed.
+	replays token.ReplayCache
 
 	// mu guards sessions.
 	mu       sync.Mutex

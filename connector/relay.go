@@ -68,7 +68,7 @@ func (c *Connector) relay(str *quic.Stream, keys *edgeKeys, logger *slog.Logger)
 			fmt.Sprintf("connector %s does not serve resource %q", c.cfg.Name, hdr.Resource))
 		return
 	}
-	if err := checkAssertion(str.Context(), keys, hdr.Resource, req); err != nil {
+	if err := c.checkAssertion(str.Context(), keys, hdr.Resource, req); err != nil {
 		logger.Warn("identity assertion refused", logkey.Error, err)
 		writeError(str, hdr.RequestID, http.StatusBadGateway, mcp.CodeAssertionRefused,
 			fmt.Sprintf("connector %s refused the edge's identity assertion for this request", c.cfg.Name))
@@ -175,13 +175,17 @@ func resetStream(str *quic.Stream, code quic.StreamErrorCode) {
 // against its assertion; the edge's own limit is normally far lower.
 const maxRelayBody = 256 << 20
 
-// checkAssertion verifies the edge's identity assertion on req and that
-// it describes exactly this request, then leaves the checked body in
-// req.Body. Nothing reaches the upstream without one.
-func checkAssertion(ctx context.Context, keys *edgeKeys, resource string, req *http.Request) error {
+// checkAssertion verifies the edge's identity assertion on req, that it
+// was not used before, and that it describes exactly this request, then
+// leaves the checked body in req.Body. Nothing reaches the upstream
+// without one.
+func (c *Connector) checkAssertion(ctx context.Context, keys *edgeKeys, resource string, req *http.Request) error {
 	claims, err := keys.verify(ctx, req.Header.Get(token.AssertionHeader), resource)
 	if err != nil {
 		return err
+	}
+	if !c.replays.First(claims.ID, claims.ExpiresAt.Add(assertionLeeway), time.Now()) {
+		return fmt.Errorf("assertion %s was already used", claims.ID)
 	}
 	if req.ContentLength > maxRelayBody || req.ContentLength < 0 && req.Body != http.NoBody {
 		return fmt.Errorf("request body of %d bytes cannot be checked", req.ContentLength)

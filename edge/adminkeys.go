@@ -14,10 +14,16 @@ const keyKeep = MaxAccessTokenLifetime + token.AssertionLifetime + 2*tokenLeeway
 
 // KeyInfo describes one token signing key for `airlock admin keys`.
 type KeyInfo struct {
-	ID        string    `json:"id"`
-	Alg       string    `json:"alg"`
-	Signing   bool      `json:"signing"`
+	// ID is the key's kid.
+	ID string `json:"id"`
+	// Alg is EdDSA or ES256.
+	Alg string `json:"alg"`
+	// Signing is true for the one key that signs now.
+	Signing bool `json:"signing"`
+	// CreatedAt is when the key was made.
 	CreatedAt time.Time `json:"created_at"`
+	// RetiredAt is when a newer key took over signing; zero for the
+	// signing key.
 	RetiredAt time.Time `json:"retired_at,omitzero"`
 	// RemoveAfter is when a retired key leaves the JWKS.
 	RemoveAfter time.Time `json:"remove_after,omitzero"`
@@ -56,7 +62,7 @@ func (e *Edge) RotateKeys(alg string) ([]KeyInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.logger.Info("token signing key rotated", "kid", k.ID, "alg", k.Alg)
+	e.logger.Info("token signing key rotated", logkey.KeyID, k.ID, logkey.Alg, k.Alg)
 	return e.KeyInfos(), nil
 }
 
@@ -81,6 +87,6 @@ func (e *Edge) pruneKeys() {
 		return
 	}
 	for _, kid := range gone {
-		e.logger.Info("retired token signing key removed", "kid", kid)
+		e.logger.Info("retired token signing key removed", logkey.KeyID, kid)
 	}
 }

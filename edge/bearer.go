@@ -14,15 +14,11 @@ import (
 )
 
 // authorizeToken checks the request's access token (RFC 6750 section
-// 2.1, header only) against this endpoint and the agent's certificate.
+// 2.1, header only: checkTarget refuses any query string, tokens in it
+// included) against this endpoint and the agent's certificate.
 // A missing or invalid token gets 401 with a challenge that points at the
 // endpoint's protected-resource metadata (RFC 9728 section 5.1).
 func (e *Edge) authorizeToken(w http.ResponseWriter, r *http.Request, x *exchange) bool {
-	if r.URL.Query().Has("access_token") {
-		e.challenge(w, x, http.StatusBadRequest, "invalid_request",
-			"access tokens in the query string are refused: send it in the Authorization header")
-		return false
-	}
 	scheme, raw, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	if raw == "" || !strings.EqualFold(scheme, "Bearer") {
 		e.metrics.tokens.WithLabelValues("missing").Inc()
@@ -86,23 +82,31 @@ func (e *Edge) challenge(w http.ResponseWriter, x *exchange, status int, code, m
 // checked cryptographically once and then only for time and binding. It
 // is safe for concurrent use.
 type tokenCache struct {
-	// mu guards entries.
+	// mu guards entries and gen.
 	mu      sync.Mutex
 	entries map[string]*token.AccessClaims
+	gen     uint64 // counts clears
 }
 
 // maxCachedTokens bounds the cache; when full it starts over.
 const maxCachedTokens = 10000
 
-func (c *tokenCache) get(key string) *token.AccessClaims {
+// get returns the claims cached under key, and the generation to put a
+// new entry with.
+func (c *tokenCache) get(key string) (*token.AccessClaims, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.entries[key]
+	return c.entries[key], c.gen
 }
 
-func (c *tokenCache) put(key string, claims *token.AccessClaims) {
+// put caches claims unless the cache was cleared since gen: a token
+// verified under a key removed meanwhile must not come back.
+func (c *tokenCache) put(key string, claims *token.AccessClaims, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
 	if c.entries == nil || len(c.entries) >= maxCachedTokens {
 		c.entries = map[string]*token.AccessClaims{}
 	}
@@ -114,6 +118,7 @@ func (c *tokenCache) clear() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.entries = nil
+	c.gen++
 }
 
 // verifyCached verifies raw for the audience and certificate. A token
@@ -121,7 +126,8 @@ func (c *tokenCache) clear() {
 // are all that can change for the same bytes.
 func (e *Edge) verifyCached(raw, audience string, leaf *x509.Certificate) (*token.AccessClaims, error) {
 	key := audience + " " + raw
-	if c := e.tokens.get(key); c != nil {
+	c, gen := e.tokens.get(key)
+	if c != nil {
 		if e.now().After(c.ExpiresAt.Add(tokenLeeway)) {
 			return nil, &token.InvalidError{Reason: "expired"}
 		}
@@ -134,7 +140,7 @@ func (e *Edge) verifyCached(raw, audience string, leaf *x509.Certificate) (*toke
 	if err != nil {
 		return nil, err
 	}
-	e.tokens.put(key, c)
+	e.tokens.put(key, c, gen)
 	return c, nil
 }
 

@@ -70,6 +70,9 @@ type Edge struct {
 	keys     *token.KeySet
 	verifier *token.Verifier
 	tokens   tokenCache
+	// keysGen counts key changes, so that a tunnel acknowledged with an
+	// older key set is sent the current one.
+	keysGen atomic.Uint64
 	// tamper, set only by tests, changes tunneled requests.
 	tamper atomic.Pointer[func(*http.Request)]
 

@@ -26,6 +26,8 @@ import (
 const (
 	headerSession   = "Mcp-Session-Id"
 	headerRequestID = "Airlock-Request-Id"
+	headerMCPMethod = "Mcp-Method"
+	headerMCPName   = "Mcp-Name"
 	// maxSessionIDLen bounds the session IDs the edge remembers.
 	maxSessionIDLen = 256
 )
@@ -248,6 +250,13 @@ func (e *Edge) checkTarget(w http.ResponseWriter, r *http.Request, x *exchange) 
 		return false
 	}
 	x.resource = name
+	// MCP endpoints take no query: nothing that reaches the upstream may
+	// escape the checks (and the identity assertion's digest).
+	if r.URL.RawQuery != "" {
+		x.fail(w, http.StatusBadRequest, mcp.CodeInvalidRequest,
+			"MCP endpoints take no query string (an access token goes in the Authorization header)")
+		return false
+	}
 
 	// MCP Streamable HTTP: servers must validate Origin to stop DNS
 	// rebinding; a request without one is not from a browser.
@@ -289,9 +298,16 @@ func (e *Edge) readBody(w http.ResponseWriter, r *http.Request, x *exchange) ([]
 
 // readMessage parses a POST body strictly: exactly one JSON-RPC message,
 // so that what the scope (and later the policy) judges is what the
-// upstream will read. GET and DELETE carry none.
+// upstream will read. GET and DELETE must carry no body. The
+// 2026-07-28 routing headers, when present, must agree with the body, so
+// that an upstream routing on them sees what was checked.
 func (e *Edge) readMessage(w http.ResponseWriter, r *http.Request, x *exchange, body []byte) bool {
 	if r.Method != http.MethodPost {
+		if len(body) > 0 {
+			x.fail(w, http.StatusBadRequest, mcp.CodeInvalidRequest,
+				fmt.Sprintf("a %s request to an MCP endpoint carries no body", r.Method))
+			return false
+		}
 		return true
 	}
 	m, err := mcp.Parse(body)
@@ -305,6 +321,13 @@ func (e *Edge) readMessage(w http.ResponseWriter, r *http.Request, x *exchange, 
 		return false
 	}
 	x.method, x.target = m.Method, m.Name
+	for header, want := range map[string]string{headerMCPMethod: m.Method, headerMCPName: m.Name} {
+		if got, ok := r.Header[header]; ok && (len(got) != 1 || got[0] != want) {
+			x.fail(w, http.StatusBadRequest, mcp.CodeHeaderMismatch,
+				fmt.Sprintf("header %s %q does not match the body's %q", header, strings.Join(got, ","), want))
+			return false
+		}
+	}
 	return true
 }
 

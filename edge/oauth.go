@@ -30,9 +30,6 @@ const maxTokenForm = 64 << 10
 func oauthError(w http.ResponseWriter, status int, code, desc string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	if status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Basic realm="airlock"`)
-	}
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(token.ErrorResponse{Error: code, Description: desc})
 }
@@ -67,22 +64,9 @@ func (e *Edge) serveToken(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxTokenForm)
-	if err := r.ParseForm(); err != nil || r.URL.RawQuery != "" {
-		oauthError(w, http.StatusBadRequest, "invalid_request",
-			"send the parameters form-encoded in the body, not in the query")
-		return
-	}
-	form := r.PostForm
-	for k, v := range form {
-		if len(v) > 1 && k != "resource" {
-			oauthError(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("parameter %s appears twice", k))
-			return
-		}
-	}
-	if c := form.Get("client_id"); c != "" && c != id.String() {
-		oauthError(w, http.StatusUnauthorized, "invalid_client",
-			fmt.Sprintf("client_id %q is not the identity of the certificate, %s", c, id))
+	form, ferr := readTokenForm(w, r, id)
+	if ferr != nil {
+		oauthError(w, ferr.status, ferr.code, ferr.desc)
 		return
 	}
 	var grant grantRequest
@@ -105,6 +89,36 @@ func (e *Edge) serveToken(w http.ResponseWriter, r *http.Request) {
 	e.issueToken(w, r, id, leaf, grant)
 }
 
+// readTokenForm reads the form of a token request: in the body only,
+// each parameter once (resource may repeat), and no parameter Airlock
+// would otherwise ignore (RFC 8693 actor tokens, audience, other token
+// types), since ignoring one would grant more than was asked.
+func readTokenForm(w http.ResponseWriter, r *http.Request, id certs.Identity) (url.Values, *oauthFailure) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxTokenForm)
+	if err := r.ParseForm(); err != nil || r.URL.RawQuery != "" {
+		return nil, invalidRequest("invalid_request", "send the parameters form-encoded in the body, not in the query")
+	}
+	form := r.PostForm
+	for k, v := range form {
+		if len(v) > 1 && k != "resource" {
+			return nil, invalidRequest("invalid_request", "parameter %s appears twice", k)
+		}
+	}
+	for _, k := range []string{"actor_token", "actor_token_type", "audience"} {
+		if form.Has(k) {
+			return nil, invalidRequest("invalid_request", "parameter %s is not supported; name endpoints with resource", k)
+		}
+	}
+	if t := form.Get("requested_token_type"); t != "" && t != token.TokenTypeAccess {
+		return nil, invalidRequest("invalid_request", "requested_token_type must be %s", token.TokenTypeAccess)
+	}
+	if c := form.Get("client_id"); c != "" && c != id.String() {
+		return nil, &oauthFailure{http.StatusUnauthorized, "invalid_client",
+			fmt.Sprintf("client_id %q is not the identity of the certificate, %s", c, id)}
+	}
+	return form, nil
+}
+
 // tokenClient authenticates the client of the token endpoint: a valid,
 // unrevoked agent certificate.
 func (e *Edge) tokenClient(w http.ResponseWriter, r *http.Request) (certs.Identity, *x509.Certificate, bool) {
@@ -119,6 +133,11 @@ func (e *Edge) tokenClient(w http.ResponseWriter, r *http.Request) (certs.Identi
 	}
 	if rev, ok := e.revoked.check(id, leaf); ok {
 		oauthError(w, http.StatusUnauthorized, "invalid_client", revokedMessage(id, rev))
+		return certs.Identity{}, nil, false
+	}
+	// A connection may outlive the certificate that opened it.
+	if e.now().After(leaf.NotAfter) {
+		oauthError(w, http.StatusUnauthorized, "invalid_client", fmt.Sprintf("the certificate of %s has expired", id))
 		return certs.Identity{}, nil, false
 	}
 	return id, leaf, true
@@ -251,7 +270,9 @@ func (e *Edge) tokenExchange(form url.Values, leaf *x509.Certificate) (grantRequ
 		c, err := e.verifier.VerifyAccess(subject, r, leaf)
 		if err != nil {
 			e.logger.Debug("token exchange refused", logkey.Error, err)
-			return grantRequest{}, invalidRequest("invalid_grant",
+			// RFC 8693 section 2.2.2: an invalid subject token is an
+			// invalid request.
+			return grantRequest{}, invalidRequest("invalid_request",
 				"subject_token is not a valid token of this agent for %s", r)
 		}
 		claims = c
@@ -306,7 +327,7 @@ func (e *Edge) issueToken(w http.ResponseWriter, r *http.Request, id certs.Ident
 	}
 	e.metrics.tokens.WithLabelValues("issued_" + grantLabel(r.PostForm.Get("grant_type"))).Inc()
 	e.logger.InfoContext(r.Context(), "access token issued", logkey.AgentID, id.String(),
-		logkey.TokenID, claims.ID, "scope", claims.Scope, "expires", exp)
+		logkey.TokenID, claims.ID, logkey.Scope, claims.Scope, logkey.Expires, exp)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	resp := token.Response{AccessToken: raw, TokenType: "Bearer",

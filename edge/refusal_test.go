@@ -59,6 +59,8 @@ func TestFrontDoorRefusals(t *testing.T) {
 		{"encoded name", agent, http.MethodPost, "/mcp/%64emo", nil, http.StatusNotFound, airmcp.CodeUnknownResource},
 		{"trailing slash", agent, http.MethodPost, "/mcp/demo/", nil, http.StatusNotFound, airmcp.CodeUnknownResource},
 		{"foreign session id", agent, http.MethodPost, "/mcp/demo", http.Header{"Mcp-Session-Id": {"made-up"}}, http.StatusNotFound, airmcp.CodeSessionNotFound},
+		{"Mcp-Method disagrees with the body", agent, http.MethodPost, "/mcp/demo", http.Header{"Mcp-Method": {"tools/list"}}, http.StatusBadRequest, airmcp.CodeHeaderMismatch},
+		{"Mcp-Name disagrees with the body", agent, http.MethodPost, "/mcp/demo", http.Header{"Mcp-Method": {"tools/call"}, "Mcp-Name": {"read_file"}}, http.StatusBadRequest, airmcp.CodeHeaderMismatch},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

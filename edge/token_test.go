@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -154,13 +155,39 @@ func TestAccessTokenRefusals(t *testing.T) {
 			t.Errorf("WWW-Authenticate = %q, want a bare challenge with the metadata URL", c)
 		}
 	})
+	t.Run("a cached token with another certificate", func(t *testing.T) {
+		good := mint(t, e, claimsFor(e, leaf, "alice"), nil)
+		if resp, body, _ := rpc(t, ctx, alice, url, echoCall(1, "cache me"), bearer(good)); resp.StatusCode != 200 {
+			t.Fatalf("first use: %s", body)
+		}
+		before := up.rec.requests.Load()
+		bob := plainClient(t, v.agentTLS("bob"))
+		resp, body, _ := rpc(t, ctx, bob, url, echoCall(2, "stolen"), bearer(good))
+		checkRPCError(t, resp, body, http.StatusUnauthorized, airmcp.CodeUnauthenticated)
+		if up.rec.requests.Load() != before {
+			t.Error("a stolen token reached the upstream")
+		}
+	})
+	t.Run("GET with a body", func(t *testing.T) {
+		good := mint(t, e, claimsFor(e, leaf, "alice"), nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, strings.NewReader(echoCall(1, "hidden")))
+		req.Header = bearer(good)
+		req.Header.Set("Accept", "text/event-stream")
+		resp, err := alice.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		checkRPCError(t, resp, body, http.StatusBadRequest, airmcp.CodeInvalidRequest)
+	})
 	t.Run("token in the query string", func(t *testing.T) {
 		good := mint(t, e, claimsFor(e, leaf, "alice"), nil)
 		resp, body, _ := rpc(t, ctx, alice, url+"?access_token="+good, echoCall(1, "x"), nil)
-		checkRPCError(t, resp, body, http.StatusBadRequest, airmcp.CodeUnauthenticated)
+		checkRPCError(t, resp, body, http.StatusBadRequest, airmcp.CodeInvalidRequest)
 	})
-	if n := up.rec.requests.Load(); n != 0 {
-		t.Fatalf("%d refused requests reached the upstream", n)
+	if n := up.rec.requests.Load(); n != 1 { // the cached token's first use
+		t.Fatalf("%d requests reached the upstream, want only the one allowed", n)
 	}
 
 	// Inside the leeway, and a well-formed token: accepted.
@@ -239,7 +266,8 @@ func TestScopeIsACeiling(t *testing.T) {
 }
 
 func TestTokenEndpointRefusals(t *testing.T) {
-	v, e, _ := demoEnv(t, true, nil, nil)
+	v := newEnv(t)
+	e := v.startEdge([]edge.Resource{{Name: "demo", Connectors: []string{"c1"}}, {Name: "files", Connectors: []string{"c1"}}}, nil)
 	alice := plainClient(t, v.agentTLS("alice"))
 	bob := plainClient(t, v.agentTLS("bob"))
 	url := mcpURL(e, "demo")
@@ -262,9 +290,11 @@ func TestTokenEndpointRefusals(t *testing.T) {
 		{"exchange wider than the subject", alice,
 			token.Request{Resources: []string{url}, Scope: "mcp:demo", SubjectToken: subject.AccessToken}, "invalid_scope"},
 		{"exchange of another agent's token", bob,
-			token.Request{Resources: []string{url}, SubjectToken: subject.AccessToken}, "invalid_grant"},
+			token.Request{Resources: []string{url}, SubjectToken: subject.AccessToken}, "invalid_request"},
 		{"exchange of garbage", alice,
-			token.Request{Resources: []string{url}, SubjectToken: "x.y.z"}, "invalid_grant"},
+			token.Request{Resources: []string{url}, SubjectToken: "x.y.z"}, "invalid_request"},
+		{"exchange for a resource the subject was not for", alice,
+			token.Request{Resources: []string{e.Issuer() + "/mcp/files"}, SubjectToken: subject.AccessToken}, "invalid_request"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -274,6 +304,22 @@ func TestTokenEndpointRefusals(t *testing.T) {
 				t.Errorf("Fetch() = %v, want %s", err, tt.wantCode)
 			}
 		})
+	}
+
+	// Parameters Airlock does not support are refused, never ignored.
+	for _, extra := range []string{"actor_token=x&actor_token_type=" + token.TokenTypeAccess, "audience=other",
+		"requested_token_type=urn:ietf:params:oauth:token-type:id_token"} {
+		resp, err := alice.Post(e.Issuer()+token.PathToken, "application/x-www-form-urlencoded",
+			strings.NewReader("grant_type=client_credentials&resource="+url+"&"+extra))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var er token.ErrorResponse
+		json.NewDecoder(resp.Body).Decode(&er)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || er.Error != "invalid_request" {
+			t.Errorf("token request with %s = %d %+v, want 400 invalid_request", extra, resp.StatusCode, er)
+		}
 	}
 
 	// A connector certificate is no client of the token endpoint.
@@ -290,6 +336,14 @@ func TestTokenEndpointRefusals(t *testing.T) {
 	if err != nil || narrow.Scope != "mcp:demo:tools/call:echo" || narrow.ExpiresIn != 60 ||
 		narrow.IssuedTokenType != token.TokenTypeAccess {
 		t.Errorf("exchange for one tool = %+v, %v", narrow, err)
+	}
+	short, err := fetch(t, alice, e, token.Request{Resources: []string{url}, Lifetime: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	longer, err := fetch(t, alice, e, token.Request{Resources: []string{url}, SubjectToken: short.AccessToken})
+	if err != nil || longer.ExpiresIn > short.ExpiresIn {
+		t.Errorf("exchange of a one-minute token = %+v, %v; want it to expire no later", longer, err)
 	}
 }
 
@@ -350,8 +404,8 @@ func TestUpstreamSeesAssertionNotToken(t *testing.T) {
 	tc := v.agentTLS("alice")
 	base := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true}
 	t.Cleanup(base.CloseIdleConnections)
-	tokens := token.NewTransport(base, nil)
-	cs := connectMCP(t, &http.Client{Transport: tokens}, mcpURL(e, "demo"), nil)
+	sent := &sentTokens{next: token.NewTransport(base, nil)}
+	cs := connectMCP(t, &http.Client{Transport: sent}, mcpURL(e, "demo"), nil)
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "hello"}})
 	if err != nil || textOf(t, res) != "hello" {
 		t.Fatalf("echo = %v, %v", res, err)
@@ -369,7 +423,16 @@ func TestUpstreamSeesAssertionNotToken(t *testing.T) {
 	}
 	verifier := &token.Verifier{Keys: keys, Issuer: e.Issuer(), MaxLifetime: token.AssertionLifetime}
 	var sawCall bool
+	tok := sent.last()
+	if tok == "" {
+		t.Fatal("the client sent no token")
+	}
 	for _, h := range up.rec.seen() {
+		for k, vs := range h {
+			if strings.Contains(strings.Join(vs, " "), tok) {
+				t.Errorf("the agent's token reached the upstream in header %s", k)
+			}
+		}
 		if h.Get("Authorization") != "" {
 			t.Errorf("the upstream saw an Authorization header")
 		}
@@ -387,6 +450,33 @@ func TestUpstreamSeesAssertionNotToken(t *testing.T) {
 	if !sawCall {
 		t.Error("no assertion described the echo tools/call")
 	}
+}
+
+// sentTokens remembers the last bearer token a client sent.
+type sentTokens struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	tok  string
+}
+
+func (s *sentTokens) RoundTrip(req *http.Request) (*http.Response, error) {
+	// The token transport adds the header on its own clone; look at what
+	// it fetched by asking it through a probe of the request it sends.
+	resp, err := s.next.RoundTrip(req)
+	if resp != nil && resp.Request != nil {
+		if v, ok := strings.CutPrefix(resp.Request.Header.Get("Authorization"), "Bearer "); ok {
+			s.mu.Lock()
+			s.tok = v
+			s.mu.Unlock()
+		}
+	}
+	return resp, err
+}
+
+func (s *sentTokens) last() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tok
 }
 
 func mustGet(t *testing.T, u string) *http.Request {

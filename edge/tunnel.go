@@ -61,6 +61,7 @@ func (e *Edge) serveConnector(ctx context.Context, conn *quic.Conn) {
 	}
 	logger = logger.With(logkey.ConnectorName, l.connector, logkey.Instance, l.instance)
 	l.ctrl = ctrl
+	gen := e.keysGen.Load()
 	jwks, err := e.keys.JWKS()
 	if err == nil {
 		ack := &tunnel.Ack{Edge: e.id.String(), Issuer: e.issuer, Keys: tunnel.Keys{JWKS: jwks}}
@@ -74,6 +75,11 @@ func (e *Edge) serveConnector(ctx context.Context, conn *quic.Conn) {
 	for _, old := range e.registry.add(l) {
 		old.conn.CloseWithError(tunnel.CodeReplaced, "replaced by a newer instance of the connector")
 		logger.Info("stale tunnel replaced", "old_instance", old.instance)
+	}
+	// A rotation between the ack and the registration reached every
+	// tunnel but this one.
+	if e.keysGen.Load() != gen {
+		e.sendKeys(l)
 	}
 	logger.Info("connector connected", logkey.Resources, l.resources, "software", l.software)
 	e.seen.touch(l.identity.String(), time.Now())
@@ -220,17 +226,23 @@ func (e *Edge) readControl(ctrl *quic.Stream, l *link, logger *slog.Logger) {
 // streams; a connector that meets an unknown key waits a moment for the
 // update before it refuses.
 func (e *Edge) keysChanged() {
+	e.keysGen.Add(1)
 	e.tokens.clear()
+	for _, l := range e.registry.snapshot() {
+		e.sendKeys(l)
+	}
+}
+
+// sendKeys sends the current key set to one tunnel.
+func (e *Edge) sendKeys(l *link) {
 	jwks, err := e.keys.JWKS()
 	if err != nil {
 		e.logger.Error("encoding signing keys failed", logkey.Error, err)
 		return
 	}
 	msg := &tunnel.Message{Type: tunnel.TypeKeys, Keys: &tunnel.Keys{JWKS: jwks}}
-	for _, l := range e.registry.snapshot() {
-		if err := l.send(msg); err != nil {
-			e.logger.Warn("sending signing keys to connector failed",
-				logkey.ConnectorName, l.connector, logkey.Error, err)
-		}
+	if err := l.send(msg); err != nil {
+		e.logger.Warn("sending signing keys to connector failed",
+			logkey.ConnectorName, l.connector, logkey.Error, err)
 	}
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -128,13 +130,14 @@ func newAgentTokenCmd() *cobra.Command {
 	var profile, resource, scope, exchange string
 	var ttl time.Duration
 	cmd := &cobra.Command{
-		Use:   "token --profile DIR --resource URL|NAME [--scope S] [--ttl D] [--exchange TOKEN]",
+		Use:   "token --profile DIR --resource URL|NAME [--scope S] [--ttl D] [--exchange FILE|-]",
 		Short: "Print an access token for an MCP resource, bound to the agent's certificate (for scripts)",
 		Long: "Ask the edge's token endpoint for an access token, authenticating with the\n" +
 			"agent's certificate. The token works only together with that certificate\n" +
 			"(RFC 8705), for the resource named (its MCP endpoint URL, or just its name),\n" +
 			"within the scope asked for (default: the whole resource). With --exchange,\n" +
-			"narrow an existing token instead (RFC 8693): never wider, never longer.\n" +
+			"narrow an existing token instead (RFC 8693): never wider, never longer; the\n" +
+			"token is read from the file, or from stdin for -, never from the command line.\n" +
 			"Scope grammar: mcp:RESOURCE[:METHOD[:NAME]], space-separated; see docs/tokens.md.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -145,10 +148,14 @@ func newAgentTokenCmd() *cobra.Command {
 			if !strings.Contains(resource, "://") {
 				resource = h.EdgeURL() + "/mcp/" + resource
 			}
+			subject, err := readSubjectToken(cmd, exchange)
+			if err != nil {
+				return err
+			}
 			resp, err := token.Fetch(cmd.Context(), h.HTTPClient(), h.EdgeURL()+token.PathToken, token.Request{
 				Resources:    []string{resource},
 				Scope:        scope,
-				SubjectToken: exchange,
+				SubjectToken: subject,
 				Lifetime:     ttl,
 			})
 			if err != nil {
@@ -164,7 +171,7 @@ func newAgentTokenCmd() *cobra.Command {
 	f.StringVar(&resource, "resource", "", "the MCP endpoint URL, or the resource name (required)")
 	f.StringVar(&scope, "scope", "", "narrow the token, e.g. mcp:demo:tools/call:read_note")
 	f.DurationVar(&ttl, "ttl", 0, "a shorter lifetime than the edge's default")
-	f.StringVar(&exchange, "exchange", "", "narrow this access token instead of asking for a new one")
+	f.StringVar(&exchange, "exchange", "", "narrow the access token in this file (- for stdin) instead of asking for a new one")
 	cmd.MarkFlagRequired("profile")
 	cmd.MarkFlagRequired("resource")
 	return cmd
@@ -190,4 +197,23 @@ func loadAgent(cmd *cobra.Command, profile string) (*enroll.Holder, error) {
 			h.Credential().Leaf().NotAfter.Format(time.RFC3339))
 	}
 	return h, nil
+}
+
+// readSubjectToken reads the token to narrow from a file or stdin: a
+// token on the command line would show in ps and shell history.
+func readSubjectToken(cmd *cobra.Command, from string) (string, error) {
+	if from == "" {
+		return "", nil
+	}
+	var data []byte
+	var err error
+	if from == "-" {
+		data, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), token.MaxTokenBytes+1))
+	} else {
+		data, err = os.ReadFile(from)
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading the token to narrow: %w", err)
+	}
+	return strings.TrimSpace(string(data)), nil
 }

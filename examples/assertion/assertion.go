@@ -72,21 +72,22 @@ func (k *Keys) fetchLocked() error {
 		client = http.DefaultClient
 	}
 	k.fetched = time.Now()
-	resp, err := client.Get(k.Issuer + token.PathJWKS)
+	url := k.Issuer + token.PathJWKS
+	resp, err := client.Get(url)
 	if err != nil {
-		return err
+		return fmt.Errorf("fetching %s: %w", url, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("fetching JWKS: %s", resp.Status)
+		return fmt.Errorf("fetching %s: %s", url, resp.Status)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return err
+		return fmt.Errorf("reading %s: %w", url, err)
 	}
 	pk, err := token.ParseJWKS(data)
 	if err != nil {
-		return err
+		return fmt.Errorf("reading %s: %w", url, err)
 	}
 	k.keys = pk
 	return nil
@@ -106,10 +107,16 @@ func Agent(ctx context.Context) (*token.AssertionClaims, bool) {
 func Require(keys *Keys, resource string, next http.Handler) http.Handler {
 	v := &token.Verifier{Keys: keys, Issuer: keys.Issuer, MaxLifetime: token.AssertionLifetime,
 		Leeway: 5 * time.Second}
+	var replays token.ReplayCache
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		claims, err := v.VerifyAssertion(r.Header.Get(token.AssertionHeader), resource)
 		if err != nil {
 			http.Error(w, "a valid Airlock identity assertion is required", http.StatusUnauthorized)
+			return
+		}
+		// An assertion is a receipt for one call: refuse it the second time.
+		if !replays.First(claims.ID, claims.ExpiresAt.Add(5*time.Second), time.Now()) {
+			http.Error(w, "this Airlock identity assertion was already used", http.StatusUnauthorized)
 			return
 		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))

@@ -60,6 +60,14 @@ func TestRequire(t *testing.T) {
 		{"another resource", sign("payroll", body), http.StatusUnauthorized},
 		{"another body", sign("demo", body+" "), http.StatusUnauthorized},
 	}
+	replayed := sign("demo", body)
+	tests = append(tests, struct {
+		name, assertion string
+		want            int
+	}{"first use", replayed, http.StatusOK}, struct {
+		name, assertion string
+		want            int
+	}{"replayed", replayed, http.StatusUnauthorized})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			seen = ""

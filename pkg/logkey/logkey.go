@@ -36,5 +36,9 @@ const (
 	TimeLeft        = "time_left"
 	Kind            = "kind"
 	TokenID         = "token_id"
+	KeyID           = "kid"
+	Alg             = "alg"
+	Scope           = "scope"
+	Expires         = "expires"
 	Error           = "error"
 )

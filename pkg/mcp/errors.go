@@ -38,6 +38,9 @@ const (
 	// assertion. HTTP 502 at the agent; it means a misconfigured or
 	// impersonated edge.
 	CodeAssertionRefused = -32017
+	// CodeHeaderMismatch: the Mcp-Method or Mcp-Name header disagrees with
+	// the body (MCP 2026-07-28). HTTP 400.
+	CodeHeaderMismatch = -32020
 	// CodeInvalidRequest is JSON-RPC's own code for a request that is not
 	// acceptable as such (for example an HTTP method MCP does not use).
 	CodeInvalidRequest = -32600

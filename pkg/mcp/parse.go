@@ -156,6 +156,10 @@ func (m *Message) readParams() error {
 	return nil
 }
 
+// readRef reads the target of completion/complete from its reference:
+// the name of a ref/prompt, the uri of a ref/resource. A reference of
+// another type, or one that carries the other field too, is refused, so
+// that no server can read a different target than the one checked.
 func (m *Message) readRef(raw json.RawMessage) error {
 	if raw == nil {
 		return nil
@@ -167,13 +171,22 @@ func (m *Message) readRef(raw json.RawMessage) error {
 	if err := refuseVariants(ref, []string{"type", "name", "uri"}, "params.ref."); err != nil {
 		return err
 	}
-	for _, f := range []string{"name", "uri"} {
-		if v, ok := ref[f]; ok {
-			if json.Unmarshal(v, &m.Name) != nil {
-				return parseErr(CodeInvalidParams, "params.ref.%s must be a string", f)
-			}
-			return nil
-		}
+	var typ string
+	json.Unmarshal(ref["type"], &typ)
+	field, other := "", ""
+	switch typ {
+	case "ref/prompt":
+		field, other = "name", "uri"
+	case "ref/resource":
+		field, other = "uri", "name"
+	default:
+		return parseErr(CodeInvalidParams, "params.ref.type %q is neither ref/prompt nor ref/resource", typ)
+	}
+	if _, ok := ref[other]; ok {
+		return parseErr(CodeInvalidParams, "params.ref of type %s must not carry %q", typ, other)
+	}
+	if json.Unmarshal(ref[field], &m.Name) != nil {
+		return parseErr(CodeInvalidParams, "params.ref.%s must be a string", field)
 	}
 	return nil
 }
@@ -247,7 +260,9 @@ func checkStructure(body []byte) error {
 // already has it, also under another case.
 func (f *frame) addKey(tok json.Token) error {
 	key, _ := tok.(string)
-	folded := strings.ToLower(key)
+	// Upper then lower case folds the pairs that lower case alone misses
+	// (ſ and s, the Kelvin sign and k), as lenient decoders match them.
+	folded := strings.ToLower(strings.ToUpper(key))
 	if f.keys[folded] {
 		return parseErr(CodeInvalidRequest, "key %q appears twice (keys must be unique, also ignoring case)", key)
 	}

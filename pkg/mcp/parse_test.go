@@ -16,6 +16,7 @@ func TestParseAccepts(t *testing.T) {
 		{"resources/read", `{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///a:b"}}`, "resources/read", "file:///a:b", false},
 		{"prompts/get", `{"jsonrpc":"2.0","id":2,"method":"prompts/get","params":{"name":"p"}}`, "prompts/get", "p", false},
 		{"completion", `{"jsonrpc":"2.0","id":2,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"p"},"argument":{"name":"a","value":"b"}}}`, "completion/complete", "p", false},
+		{"completion of a resource", `{"jsonrpc":"2.0","id":2,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"note://{t}"},"argument":{"name":"t","value":"b"}}}`, "completion/complete", "note://{t}", false},
 		{"notification", `{"jsonrpc":"2.0","method":"notifications/initialized"}`, "notifications/initialized", "", false},
 		{"response", `{"jsonrpc":"2.0","id":5,"result":{}}`, "", "", true},
 		{"error response", `{"jsonrpc":"2.0","id":5,"error":{"code":1,"message":"no"}}`, "", "", true},
@@ -67,6 +68,9 @@ func TestParseRefuses(t *testing.T) {
 		{"neither", `{"jsonrpc":"2.0","id":1}`, CodeInvalidRequest, "neither"},
 		{"request with result", `{"jsonrpc":"2.0","id":1,"method":"ping","result":{}}`, CodeInvalidRequest, "must not carry"},
 		{"not an object", `"ping"`, CodeInvalidRequest, "not a JSON object"},
+		{"ref with both targets", `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/resource","name":"ok","uri":"secret://x"}}}`, CodeInvalidParams, "must not carry"},
+		{"ref of unknown type", `{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/tool","name":"x"}}}`, CodeInvalidParams, "neither"},
+		{"long s fold", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"paſs":"1","pass":"2"}}}`, CodeInvalidRequest, "appears twice"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// OAuth 2.0 names the token endpoint uses.
+// Paths of the edge's OAuth endpoints and the OAuth names they use.
 const (
 	// PathToken is the edge's token endpoint.
 	PathToken = "/oauth/token"
@@ -25,30 +25,46 @@ const (
 	// endpoint (RFC 9728 section 3.1): PathPRMetadata + "/mcp/<name>".
 	PathPRMetadata = "/.well-known/oauth-protected-resource"
 
+	// GrantClientCredentials is the client credentials grant (RFC 6749
+	// section 4.4).
 	GrantClientCredentials = "client_credentials"
-	GrantTokenExchange     = "urn:ietf:params:oauth:grant-type:token-exchange"
-	TokenTypeAccess        = "urn:ietf:params:oauth:token-type:access_token"
+	// GrantTokenExchange is token exchange (RFC 8693 section 2.1).
+	GrantTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
+	// TokenTypeAccess is the token type of access tokens (RFC 8693
+	// section 3).
+	TokenTypeAccess = "urn:ietf:params:oauth:token-type:access_token"
 )
 
 // Response is a successful token endpoint answer (RFC 6749 section 5.1,
 // RFC 8693 section 2.2.1).
 type Response struct {
-	AccessToken     string `json:"access_token"`
-	TokenType       string `json:"token_type"`
-	ExpiresIn       int    `json:"expires_in"`
-	Scope           string `json:"scope"`
+	// AccessToken is the JWT.
+	AccessToken string `json:"access_token"`
+	// TokenType is "Bearer": the token goes in the Authorization header,
+	// over a connection with the certificate it is bound to.
+	TokenType string `json:"token_type"`
+	// ExpiresIn is the lifetime in seconds.
+	ExpiresIn int `json:"expires_in"`
+	// Scope is the granted scope (see [Scope]).
+	Scope string `json:"scope"`
+	// IssuedTokenType answers a token exchange: always an access token.
 	IssuedTokenType string `json:"issued_token_type,omitempty"`
 }
 
 // ErrorResponse is a token endpoint refusal (RFC 6749 section 5.2).
 type ErrorResponse struct {
-	Error       string `json:"error"`
+	// Error is the RFC 6749 error code, such as invalid_scope.
+	Error string `json:"error"`
+	// Description says what was wrong, for a person.
 	Description string `json:"error_description,omitempty"`
 }
 
 // FetchError is a token the endpoint would not give.
 type FetchError struct {
+	// Status is the HTTP status of the answer.
 	Status int
+	// ErrorResponse is the endpoint's answer; a body that was not one is
+	// kept as the Description of code unexpected_answer.
 	ErrorResponse
 }
 

@@ -342,3 +342,20 @@ func goodAccessClaims(c *clock, cert *x509.Certificate) *AccessClaims {
 		Cnf:   &Confirmation{X5tS256: Thumbprint(cert)},
 	}
 }
+
+func TestReplayCache(t *testing.T) {
+	var c ReplayCache
+	now := time.Unix(1_800_000_000, 0)
+	if !c.First("a", now.Add(time.Minute), now) {
+		t.Fatal("first sight of a was refused")
+	}
+	if c.First("a", now.Add(time.Minute), now.Add(30*time.Second)) {
+		t.Error("a replay inside the window was accepted")
+	}
+	if !c.First("b", now.Add(time.Minute), now) {
+		t.Error("another jti was refused")
+	}
+	if !c.First("a", now.Add(3*time.Minute), now.Add(2*time.Minute)) {
+		t.Error("a jti past its window is still remembered")
+	}
+}
