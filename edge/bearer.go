@@ -42,7 +42,7 @@ func (e *Edge) authorizeToken(w http.ResponseWriter, r *http.Request, x *exchang
 		e.challenge(w, x, http.StatusUnauthorized, "invalid_token", "the access token's scope is unreadable")
 		return false
 	}
-	x.scope, x.tokenID = scope, claims.ID
+	x.scope, x.tokenID, x.claims = scope, claims.ID, claims
 	return true
 }
 

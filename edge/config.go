@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/airlockhq/airlock/certs"
@@ -84,6 +85,13 @@ type Config struct {
 	// signs an assertion per request, the connector verifies it). Existing
 	// keys keep theirs.
 	TokenSigningAlg string `yaml:"token_signing_alg"`
+	// PolicyDir is the folder of the request policy: Rego v1 files of
+	// package airlock.authz and their data documents (docs/policy.md).
+	// Default <data_dir>/policy, which `airlock edge init` creates.
+	PolicyDir string `yaml:"policy_dir"`
+	// PolicyReloadInterval is how often the edge looks for changed policy
+	// files and reloads them. Default 1s.
+	PolicyReloadInterval time.Duration `yaml:"policy_reload_interval"`
 	// QUIC tunes the tunnel transport; see [tunnel.QUICSettings].
 	QUIC tunnel.QUICSettings `yaml:"quic"`
 	// Resources are the MCP resources this edge serves.
@@ -134,6 +142,9 @@ func LoadConfig(file string, overrides ...func(*Config)) (Config, error) {
 		return Config{}, err
 	}
 	c.DataDir = config.Resolve(file, c.DataDir)
+	if c.PolicyDir != "" {
+		c.PolicyDir = config.Resolve(file, c.PolicyDir)
+	}
 	for _, o := range overrides {
 		o(&c)
 	}
@@ -171,6 +182,10 @@ func (c Config) WithDefaults() Config {
 	setDur(&c.MaxJoinTokenTTL, DefaultMaxJoinTokenTTL)
 	setDur(&c.AccessTokenLifetime, DefaultAccessTokenLifetime)
 	set(&c.TokenSigningAlg, token.AlgEdDSA)
+	if c.DataDir != "" {
+		set(&c.PolicyDir, filepath.Join(c.DataDir, "policy"))
+	}
+	setDur(&c.PolicyReloadInterval, time.Second)
 	if c.AdminSocket == "" && c.DataDir != "" {
 		c.AdminSocket = AdminSocket(c.DataDir)
 	}

@@ -66,6 +66,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		SessionIdleTimeout:    time.Hour,
 		AccessTokenLifetime:   5 * time.Minute,
 		TokenSigningAlg:       "EdDSA",
+		PolicyDir:             filepath.Join(data, "policy"),
+		PolicyReloadInterval:  time.Second,
 		ShutdownGrace:         30 * time.Second,
 		QUIC:                  tunnel.QUICSettings{}.WithDefaults(tunnel.DefaultEdgeStreams),
 	}
@@ -180,6 +182,8 @@ resources:
 		SessionIdleTimeout:    10 * time.Minute,
 		AccessTokenLifetime:   5 * time.Minute,
 		TokenSigningAlg:       "EdDSA",
+		PolicyDir:             filepath.Join(data, "policy"),
+		PolicyReloadInterval:  time.Second,
 		ShutdownGrace:         DefaultShutdownGrace,
 		QUIC:                  tunnel.QUICSettings{}.WithDefaults(tunnel.DefaultEdgeStreams),
 		Resources:             []Resource{{Name: "files", Connectors: []string{"db", "db-2"}}},

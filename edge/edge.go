@@ -24,6 +24,7 @@ import (
 
 	"github.com/airlockhq/airlock/certs"
 	"github.com/airlockhq/airlock/pkg/logkey"
+	"github.com/airlockhq/airlock/pkg/policy"
 	"github.com/airlockhq/airlock/pkg/store"
 	"github.com/airlockhq/airlock/pkg/token"
 	"github.com/airlockhq/airlock/pkg/tunnel"
@@ -66,8 +67,11 @@ type Edge struct {
 
 	// issuer is the edge's public URL: iss of its tokens, and the base of
 	// every endpoint URL (aud). Fixed by Start.
-	issuer   string
-	keys     *token.KeySet
+	issuer string
+	keys   *token.KeySet
+	policy *policy.Engine
+	// access receives one record per authorization decision.
+	access   *slog.Logger
 	verifier *token.Verifier
 	tokens   tokenCache
 	// keysGen counts key changes, so that a tunnel acknowledged with an
@@ -125,6 +129,11 @@ func New(cfg Config, logger *slog.Logger) (*Edge, error) {
 		st.Close()
 		return nil, err
 	}
+	pol, err := policy.New(context.Background(), cfg.PolicyDir, logger)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("loading the request policy (policy_dir %s; see docs/policy.md): %w", cfg.PolicyDir, err)
+	}
 	reg := newRegistry()
 	e := &Edge{
 		cfg:       cfg,
@@ -143,7 +152,10 @@ func New(cfg Config, logger *slog.Logger) (*Edge, error) {
 		now:       time.Now,
 		issuer:    strings.TrimRight(cfg.PublicURL, "/"),
 		keys:      keys,
+		policy:    pol,
+		access:    logger.With(logkey.Component, "edge.access"),
 	}
+	pol.OnReload = e.policyReloaded
 	e.verifier = &token.Verifier{Keys: keys, MaxLifetime: MaxAccessTokenLifetime, Leeway: tokenLeeway,
 		Now: func() time.Time { return e.now() }}
 	keys.OnChange(e.keysChanged)
@@ -218,6 +230,7 @@ func (e *Edge) Start(ctx context.Context) error {
 	e.fixIssuer()
 	e.wg.Go(func() { e.serving.renewLoop(runCtx) })
 	e.wg.Go(func() { e.sweepSessions(runCtx) })
+	e.wg.Go(func() { e.policy.Watch(runCtx, e.cfg.PolicyReloadInterval) })
 	e.wg.Go(func() { e.acceptConnectors(runCtx) })
 	e.wg.Go(func() { e.serveHTTP(e.httpSrv, tls.NewListener(e.httpLn, e.httpSrv.TLSConfig), "front door") })
 	if e.opsSrv != nil {
@@ -380,3 +393,15 @@ func (e *Edge) Issuer() string { return e.issuer }
 
 // Keys returns the edge's signing keys.
 func (e *Edge) Keys() *token.KeySet { return e.keys }
+
+// policyReloaded counts policy reloads for the metrics.
+func (e *Edge) policyReloaded(_ string, err error) {
+	result := "ok"
+	if err != nil {
+		result = "failed"
+	}
+	e.metrics.policyReloads.WithLabelValues(result).Inc()
+}
+
+// Policy returns the edge's policy engine.
+func (e *Edge) Policy() *policy.Engine { return e.policy }

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -131,7 +132,7 @@ func (e *Edge) healthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (e *Edge) readyz(w http.ResponseWriter, _ *http.Request) {
-	if !e.ready.Load() {
+	if !e.ready.Load() || e.policy.Revision() == "" {
 		http.Error(w, "not ready", http.StatusServiceUnavailable)
 		return
 	}
@@ -150,10 +151,14 @@ type exchange struct {
 	// From the access token.
 	scope   token.Scope
 	tokenID string
+	claims  *token.AccessClaims
 	// From the body: the JSON-RPC method ("" for a response, GET and
-	// DELETE) and its target.
+	// DELETE), its target, id and params, and the message kind.
 	method string
 	target string
+	kind   string
+	msgID  json.RawMessage
+	params json.RawMessage
 }
 
 func newRequestID() string {
@@ -188,7 +193,7 @@ func (e *Edge) serveMCP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, ok := e.readBody(w, r, x)
-	if !ok || !e.readMessage(w, r, x, body) || !e.checkScope(w, x, x.method, x.target) {
+	if !ok || !e.readMessage(w, r, x, body) || !e.checkScope(w, x, x.method, x.target) || !e.decide(w, r, x) {
 		return
 	}
 	l, ok := e.pickLink(w, r, x)
@@ -308,6 +313,10 @@ func (e *Edge) readMessage(w http.ResponseWriter, r *http.Request, x *exchange, 
 				fmt.Sprintf("a %s request to an MCP endpoint carries no body", r.Method))
 			return false
 		}
+		x.kind = kindStream
+		if r.Method == http.MethodDelete {
+			x.kind = kindEnd
+		}
 		return true
 	}
 	m, err := mcp.Parse(body)
@@ -320,7 +329,15 @@ func (e *Edge) readMessage(w http.ResponseWriter, r *http.Request, x *exchange, 
 		x.fail(w, http.StatusBadRequest, code, err.Error())
 		return false
 	}
-	x.method, x.target = m.Method, m.Name
+	x.method, x.target, x.msgID, x.params = m.Method, m.Name, m.ID, m.Params
+	switch {
+	case m.IsResponse():
+		x.kind = kindResponse
+	case m.ID == nil:
+		x.kind = kindNotification
+	default:
+		x.kind = kindRequest
+	}
 	for header, want := range map[string]string{headerMCPMethod: m.Method, headerMCPName: m.Name} {
 		if got, ok := r.Header[header]; ok && (len(got) != 1 || got[0] != want) {
 			x.fail(w, http.StatusBadRequest, mcp.CodeHeaderMismatch,

@@ -47,7 +47,23 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatalf("creating CA: %v", err)
 	}
+	writePolicy(t, dataDir, allowAll)
 	return &env{t: t, dir: dir, dataDir: dataDir, ca: ca, caFile: certs.RootFile(edge.CADir(dataDir))}
+}
+
+// allowAll is the policy of tests that are not about the policy.
+const allowAll = "package airlock.authz\n\nallow := true\n"
+
+// writePolicy writes rego as the only policy file of the edge in dataDir.
+func writePolicy(t *testing.T, dataDir, rego string) {
+	t.Helper()
+	dir := filepath.Join(dataDir, "policy")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "authz.rego"), []byte(rego), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func testContext(t *testing.T) context.Context {

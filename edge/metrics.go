@@ -12,15 +12,19 @@ import (
 // metrics are the edge's Prometheus metrics, in a registry of its own so
 // that several edges can live in one process (tests, the benchmark).
 type metrics struct {
-	reg        *prometheus.Registry
-	requests   *prometheus.CounterVec
-	latency    *prometheus.HistogramVec
-	bytes      *prometheus.CounterVec
-	inFlight   prometheus.Gauge
-	refusals   *prometheus.CounterVec
-	tokens     *prometheus.CounterVec
-	tunnels    prometheus.GaugeFunc
-	connectors prometheus.GaugeFunc
+	reg           *prometheus.Registry
+	requests      *prometheus.CounterVec
+	latency       *prometheus.HistogramVec
+	bytes         *prometheus.CounterVec
+	inFlight      prometheus.Gauge
+	refusals      *prometheus.CounterVec
+	tokens        *prometheus.CounterVec
+	decisions     *prometheus.CounterVec
+	policyEval    prometheus.Histogram
+	policyErrors  prometheus.Counter
+	policyReloads *prometheus.CounterVec
+	tunnels       prometheus.GaugeFunc
+	connectors    prometheus.GaugeFunc
 }
 
 func newMetrics(r *registry) *metrics {
@@ -47,6 +51,23 @@ func newMetrics(r *registry) *metrics {
 			Name: "airlock_edge_tokens_total",
 			Help: "Access tokens issued by grant, and refused on MCP requests by reason (missing, invalid, insufficient_scope).",
 		}, []string{"event"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "airlock_edge_decisions_total",
+			Help: "Policy decisions by resource, MCP method and result (allow, deny).",
+		}, []string{"resource", "mcp_method", "decision"}),
+		policyEval: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "airlock_policy_eval_seconds",
+			Help:    "Time to evaluate the policy for one request.",
+			Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025},
+		}),
+		policyErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "airlock_policy_eval_errors_total",
+			Help: "Policy evaluations that failed (each a denial).",
+		}),
+		policyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "airlock_policy_reloads_total",
+			Help: "Policy reloads by result (ok, failed: the last good policy stays).",
+		}, []string{"result"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "airlock_edge_connector_refusals_total",
 			Help: "Connector hellos the edge refused, by reason class.",
@@ -60,7 +81,8 @@ func newMetrics(r *registry) *metrics {
 		Name: "airlock_edge_connectors",
 		Help: "Connector processes with at least one tunnel up.",
 	}, func() float64 { _, n := r.counts(); return float64(n) })
-	m.reg.MustRegister(m.requests, m.latency, m.bytes, m.inFlight, m.refusals, m.tokens, m.tunnels, m.connectors,
+	m.reg.MustRegister(m.requests, m.latency, m.bytes, m.inFlight, m.refusals, m.tokens,
+		m.decisions, m.policyEval, m.policyErrors, m.policyReloads, m.tunnels, m.connectors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

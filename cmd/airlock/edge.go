@@ -69,7 +69,7 @@ func newEdgeInitCmd() *cobra.Command {
 	var dir, domain string
 	cmd := &cobra.Command{
 		Use:   "init --dir DIR",
-		Short: "Create an edge's data folder: the CA (root and intermediate) and an admin credential",
+		Short: "Create an edge's data folder: the CA (root and intermediate), an admin credential and a starting policy",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			paths, err := initEdgeData(cmd.Context(), dir, domain)
@@ -80,6 +80,7 @@ func newEdgeInitCmd() *cobra.Command {
 			fmt.Fprintf(out, "created certificate authority for trust domain %s\n", domain)
 			fmt.Fprintf(out, "  root certificate (give it to agents and connectors): %s\n", paths.root)
 			fmt.Fprintf(out, "  admin certificate: %s\n  admin key:         %s\n", paths.adminCert, paths.adminKey)
+			fmt.Fprintf(out, "  request policy:    %s (grants no tools yet: edit data.json; see docs/policy.md)\n", paths.policy)
 			return nil
 		},
 	}
@@ -90,7 +91,7 @@ func newEdgeInitCmd() *cobra.Command {
 }
 
 type edgeDataPaths struct {
-	root, adminCert, adminKey string
+	root, adminCert, adminKey, policy string
 }
 
 func initEdgeData(ctx context.Context, dir, domain string) (edgeDataPaths, error) {
@@ -112,6 +113,12 @@ func initEdgeData(ctx context.Context, dir, domain string) (edgeDataPaths, error
 		return edgeDataPaths{}, err
 	}
 	if err := cred.WriteFiles(p.adminCert, p.adminKey); err != nil {
+		return edgeDataPaths{}, err
+	}
+	// A starting policy that allows sessions and listing but no tool
+	// until data.json grants it: a new edge denies what nobody allowed.
+	p.policy = filepath.Join(abs, "policy")
+	if err := writeExamplePolicy(p.policy, false); err != nil {
 		return edgeDataPaths{}, err
 	}
 	return p, nil

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -25,6 +26,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRootCmd().ExecuteContext(ctx); err != nil {
+		if errors.Is(err, errDenied) {
+			os.Exit(3)
+		}
 		fmt.Fprintln(os.Stderr, "airlock:", err)
 		os.Exit(1)
 	}
@@ -41,7 +45,8 @@ func newRootCmd() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "json", "log format: json or text")
-	root.AddCommand(newEdgeCmd(g), newConnectorCmd(g), newAgentCmd(g), newAdminCmd(g), newDevCmd(g), newBenchCmd(g))
+	root.AddCommand(newEdgeCmd(g), newConnectorCmd(g), newAgentCmd(g), newAdminCmd(g), newDevCmd(g), newBenchCmd(g),
+		newPolicyCmd())
 	return root
 }
 

@@ -205,6 +205,12 @@ func TestExampleConfigs(t *testing.T) {
 	if _, err := airlock(ctx, "edge", "init", "--dir", edgeData); err != nil {
 		t.Fatalf("edge init: %v", err)
 	}
+	// The starting policy grants no tool; grant alice the echo tool as
+	// docs/policy.md shows.
+	grants := `{"grants": {"tools": {"alice": ["echo"]}}}`
+	if err := os.WriteFile(filepath.Join(edgeData, "policy", "data.json"), []byte(grants), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	// The documented values are the defaults.
 	ec, err := edge.LoadConfig(filepath.Join(dir, "edge.yaml"))

@@ -43,7 +43,10 @@ type devInfo struct {
 	// takes.
 	AgentProfile string `json:"agent_profile"`
 	// TokenURL is the edge's OAuth token endpoint.
-	TokenURL   string            `json:"token_url"`
+	TokenURL string `json:"token_url"`
+	// PolicyDir is the request policy's folder; edits take effect within
+	// a second.
+	PolicyDir  string            `json:"policy_dir"`
 	Resources  map[string]string `json:"resources"`
 	MetricsURL string            `json:"metrics_url,omitempty"`
 }
@@ -107,6 +110,7 @@ func startStack(ctx context.Context, opts stackOptions) (*stack, error) {
 		AgentCert:    enroll.IdentityFile(s.agent.Dir()),
 		AgentKey:     enroll.IdentityFile(s.agent.Dir()),
 		AgentProfile: s.agent.Dir(),
+		PolicyDir:    filepath.Join(dir, "policy"),
 		TokenURL:     edgeURL + token.PathToken,
 		Resources:    map[string]string{devResource: edgeURL + "/mcp/" + devResource},
 	}
@@ -117,8 +121,13 @@ func startStack(ctx context.Context, opts stackOptions) (*stack, error) {
 }
 
 func (s *stack) startEdge(ctx context.Context, dir string, opts stackOptions) error {
+	policyDir := filepath.Join(dir, "policy")
+	if err := writeExamplePolicy(policyDir, true); err != nil {
+		return err
+	}
 	ec := edge.Config{
 		DataDir:       filepath.Join(dir, "edge"),
+		PolicyDir:     policyDir,
 		Listen:        opts.addr,
 		OpsListen:     opts.opsAddr,
 		ShutdownGrace: 5 * time.Second,
@@ -210,9 +219,16 @@ func startDemo(dir string, opts stackOptions) (string, *http.Server, error) {
 	if err := os.MkdirAll(sandbox, 0o755); err != nil {
 		return "", nil, err
 	}
-	readme := filepath.Join(sandbox, "welcome.txt")
-	if _, err := os.Stat(readme); errors.Is(err, os.ErrNotExist) {
-		os.WriteFile(readme, []byte("Hello from a private folder behind Airlock.\n"), 0o644)
+	// The example policy lets read_file read public/ and nothing else.
+	for name, text := range map[string]string{
+		"public/welcome.txt": "Hello from a private folder behind Airlock.\n",
+		"private/plan.txt":   "The example policy keeps this file from every agent.\n",
+	} {
+		file := filepath.Join(sandbox, name)
+		if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
+			os.MkdirAll(filepath.Dir(file), 0o755)
+			os.WriteFile(file, []byte(text), 0o644)
+		}
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

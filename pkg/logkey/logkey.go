@@ -36,6 +36,7 @@ const (
 	TimeLeft        = "time_left"
 	Kind            = "kind"
 	TokenID         = "token_id"
+	Revision        = "policy_revision"
 	KeyID           = "kid"
 	Alg             = "alg"
 	Scope           = "scope"

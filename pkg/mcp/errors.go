@@ -38,6 +38,11 @@ const (
 	// assertion. HTTP 502 at the agent; it means a misconfigured or
 	// impersonated edge.
 	CodeAssertionRefused = -32017
+	// CodeDenied: the policy denied the request. HTTP 200 for a request
+	// (a JSON-RPC error for its id, so the session goes on), 403 for a
+	// notification or a response. The message carries the policy's
+	// reason; data carries request_id, reasons and policy_revision.
+	CodeDenied = -32018
 	// CodeHeaderMismatch: the Mcp-Method or Mcp-Name header disagrees with
 	// the body (MCP 2026-07-28). HTTP 400.
 	CodeHeaderMismatch = -32020

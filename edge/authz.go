@@ -1,0 +1,181 @@
+package edge
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/airlockhq/airlock/certs"
+	"github.com/airlockhq/airlock/pkg/logkey"
+	"github.com/airlockhq/airlock/pkg/mcp"
+)
+
+// InputVersion is the version of the policy input document; docs/policy.md
+// describes it. It changes only when a field changes meaning or goes away.
+const InputVersion = 1
+
+// Message kinds in input.mcp.kind.
+const (
+	kindRequest      = "request"
+	kindNotification = "notification"
+	kindResponse     = "response"
+	kindStream       = "stream" // GET: open the server's stream
+	kindEnd          = "end"    // DELETE: end the session
+)
+
+// decide asks the policy about the request and answers a denial. Every
+// decision writes one audit record.
+func (e *Edge) decide(w http.ResponseWriter, r *http.Request, x *exchange) bool {
+	start := time.Now()
+	d, err := e.policy.Eval(r.Context(), e.policyInput(r, x))
+	took := time.Since(start)
+	e.metrics.policyEval.Observe(took.Seconds())
+	allowed := err == nil && d.Allowed()
+	msg := d.Message()
+	if err != nil {
+		e.metrics.policyErrors.Inc()
+		e.logger.ErrorContext(r.Context(), "policy evaluation failed", logkey.RequestID, x.id, logkey.Error, err)
+		msg = "the policy could not decide this request, so it is denied"
+	}
+	e.audit(r, x, allowed, msg, d.Revision, took)
+	if allowed {
+		return true
+	}
+	reasons := d.Deny
+	if reasons == nil {
+		reasons = []string{}
+	}
+	data := map[string]any{"request_id": x.id, "reasons": reasons, "policy_revision": d.Revision}
+	// A request gets its answer like any JSON-RPC error, so that the
+	// session goes on; a notification or a response has no id to answer.
+	if x.msgID != nil {
+		x.status = http.StatusOK
+		mcp.WriteError(w, http.StatusOK, x.msgID, mcp.CodeDenied, "denied by policy: "+msg, data)
+		return false
+	}
+	x.status = http.StatusForbidden
+	mcp.WriteError(w, http.StatusForbidden, nil, mcp.CodeDenied, "denied by policy: "+msg, data)
+	return false
+}
+
+// audit writes the decision record: one per authorization decision, on
+// the access logger.
+func (e *Edge) audit(r *http.Request, x *exchange, allowed bool, reason, revision string, took time.Duration) {
+	decision := "deny"
+	if allowed {
+		decision = "allow"
+		reason = ""
+	}
+	e.metrics.decisions.WithLabelValues(x.resource, mcpMethodLabel(x.method), decision).Inc()
+	e.access.LogAttrs(r.Context(), slog.LevelInfo, "decision",
+		slog.String(logkey.Decision, decision),
+		slog.String(logkey.RequestID, x.id),
+		slog.String(logkey.AgentID, x.agent.String()),
+		slog.String(logkey.Resource, x.resource),
+		slog.String(logkey.MCPMethod, x.method),
+		slog.String(logkey.MCPTool, x.target),
+		slog.String(logkey.Reason, reason),
+		slog.String(logkey.Revision, revision),
+		slog.String(logkey.TokenID, x.tokenID),
+		slog.Duration(logkey.Duration, took),
+	)
+}
+
+// policyInput builds the input document (docs/policy.md).
+func (e *Edge) policyInput(r *http.Request, x *exchange) map[string]any {
+	return map[string]any{
+		"version":  InputVersion,
+		"agent":    e.agentInput(x),
+		"resource": map[string]any{"name": x.resource, "connectors": e.resources[x.resource].Connectors},
+		"mcp":      mcpInput(r, x),
+		"http": map[string]any{
+			"method":      r.Method,
+			"path":        r.URL.Path,
+			"remote_addr": r.RemoteAddr,
+			"headers":     selectedHeaders(r.Header),
+		},
+		"time":    map[string]any{"now": time.Now().UTC().Format(time.RFC3339Nano), "unix": time.Now().Unix()},
+		"context": map[string]any{},
+	}
+}
+
+func (e *Edge) agentInput(x *exchange) map[string]any {
+	tok := map[string]any{"jti": x.tokenID, "scope": x.scope.String(), "scopes": scopeStrings(x)}
+	if x.claims != nil {
+		tok["expires"] = x.claims.ExpiresAt.Unix()
+		tok["issued"] = x.claims.IssuedAt.Unix()
+	}
+	return map[string]any{
+		"id":   x.agent.String(),
+		"name": x.agent.Name,
+		"certificate": map[string]any{
+			"serial":      x.leaf.SerialNumber.String(),
+			"fingerprint": certs.Fingerprint(x.leaf),
+			"not_after":   x.leaf.NotAfter.UTC().Format(time.RFC3339),
+		},
+		"token": tok,
+	}
+}
+
+func scopeStrings(x *exchange) []any {
+	out := make([]any, len(x.scope))
+	for i, item := range x.scope {
+		out[i] = item.String()
+	}
+	return out
+}
+
+// mcpInput describes the MCP message: its kind, method, id and target,
+// and the whole params for rules that need more.
+func mcpInput(r *http.Request, x *exchange) map[string]any {
+	m := map[string]any{
+		"version":   r.Header.Get("Mcp-Protocol-Version"),
+		"session":   r.Header.Get(headerSession),
+		"kind":      x.kind,
+		"method":    x.method,
+		"listing":   false,
+		"direction": "client_to_server",
+	}
+	if x.msgID != nil {
+		var id any
+		json.Unmarshal(x.msgID, &id)
+		m["id"] = id
+	}
+	params := map[string]any{}
+	if len(x.params) > 0 {
+		json.Unmarshal(x.params, &params)
+	}
+	m["params"] = params
+	switch x.method {
+	case "tools/call":
+		m["tool"] = x.target
+		args, _ := params["arguments"].(map[string]any)
+		if args == nil {
+			args = map[string]any{}
+		}
+		m["arguments"] = args
+	case "prompts/get":
+		m["prompt"] = x.target
+		args, _ := params["arguments"].(map[string]any)
+		if args == nil {
+			args = map[string]any{}
+		}
+		m["arguments"] = args
+	case "resources/read", "resources/subscribe", "resources/unsubscribe":
+		m["uri"] = x.target
+	}
+	return m
+}
+
+// selectedHeaders are the request headers a policy may read: none that
+// carries a credential.
+func selectedHeaders(h http.Header) map[string]any {
+	out := map[string]any{}
+	for _, k := range []string{"User-Agent", "Origin", "Mcp-Protocol-Version", "Mcp-Session-Id", "Mcp-Method", "Mcp-Name"} {
+		if v := h.Get(k); v != "" {
+			out[http.CanonicalHeaderKey(k)] = v
+		}
+	}
+	return out
+}

@@ -1,0 +1,132 @@
+package edge_test
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/airlockhq/airlock/connector"
+	"github.com/airlockhq/airlock/edge"
+)
+
+// examplePolicy copies examples/policy into the edge's policy folder.
+func examplePolicy(t *testing.T, v *env, grants string) {
+	t.Helper()
+	dir := filepath.Join(v.dataDir, "policy")
+	data, err := os.ReadFile("../examples/policy/authz.rego")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePolicy(t, v.dataDir, string(data))
+	if err := os.WriteFile(filepath.Join(dir, "data.json"), []byte(grants), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// policyEnv is demoEnv with the example policy, granting alice echo,
+// read_file and count.
+func policyEnv(t *testing.T, stateless bool) (*env, *edge.Edge, *upstream) {
+	t.Helper()
+	v := newEnv(t)
+	examplePolicy(t, v, `{"grants": {"tools": {"alice": ["echo", "read_file", "count"]}}}`)
+	e := v.startEdge([]edge.Resource{{Name: "demo", Connectors: []string{"c1"}}}, func(c *edge.Config) {
+		c.PolicyReloadInterval = 20 * time.Millisecond
+	})
+	up := v.startUpstream(stateless)
+	v.startConnector(e, "c1", []connector.Resource{{Name: "demo", URL: up.url}}, nil)
+	return v, e, up
+}
+
+func TestPolicyDecidesEveryCall(t *testing.T) {
+	v, e, up := policyEnv(t, false)
+	ctx := testContext(t)
+	cs := connectMCP(t, httpClient(t, v.agentTLS("alice")), mcpURL(e, "demo"), nil)
+
+	if got := textOf(t, call(t, cs, "echo", map[string]any{"text": "allowed"})); got != "allowed" {
+		t.Errorf("echo = %q", got)
+	}
+	calls := up.stats.Calls()
+
+	// A tool not granted: the client gets the policy's reason.
+	_, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "add_note", Arguments: map[string]any{"title": "x", "body": "y"}})
+	if err == nil || !strings.Contains(err.Error(), `tool "add_note" is not granted to agent alice`) {
+		t.Errorf("add_note = %v, want the policy's reason", err)
+	}
+	// The same tool, allowed with one argument and denied with another.
+	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "read_file", Arguments: map[string]any{"path": "public/a.txt"}}); err != nil &&
+		strings.Contains(err.Error(), "denied by policy") {
+		t.Errorf("read_file of public/a.txt was denied: %v", err)
+	}
+	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "read_file", Arguments: map[string]any{"path": "private/plan.txt"}})
+	if err == nil || !strings.Contains(err.Error(), `read_file may only read files under public/, not \"private/plan.txt\"`) &&
+		!strings.Contains(err.Error(), `read_file may only read files under public/, not "private/plan.txt"`) {
+		t.Errorf("read_file of private/plan.txt = %v, want the deny message", err)
+	}
+	// The session goes on after denials.
+	if _, err := cs.ListTools(ctx, nil); err != nil {
+		t.Errorf("ListTools after denials = %v", err)
+	}
+	if got := up.stats.Calls() - calls; got != 1 {
+		t.Errorf("%d tools/call reached the upstream after the first, want 1 (the public read_file)", got)
+	}
+}
+
+func TestPolicyDenialAnswer(t *testing.T) {
+	v, e, up := policyEnv(t, true)
+	ctx := testContext(t)
+	client := httpClient(t, v.agentTLS("bob"))
+	before := up.rec.requests.Load()
+	resp, body, err := rpc(t, ctx, client, mcpURL(e, "demo"), echoCall(7, "no"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"id":7`) ||
+		!strings.Contains(string(body), `"code":-32018`) || !strings.Contains(string(body), "not granted to agent bob") ||
+		!strings.Contains(string(body), resp.Header.Get("Airlock-Request-Id")) {
+		t.Errorf("denial = %d %s, want 200 with a -32018 error for id 7 naming the reason and the request id", resp.StatusCode, body)
+	}
+	// A method the policy does not know is denied by default.
+	resp, body, _ = rpc(t, ctx, client, mcpURL(e, "demo"), `{"jsonrpc":"2.0","id":8,"method":"tasks/list"}`, nil)
+	if !strings.Contains(string(body), `"code":-32018`) {
+		t.Errorf("tasks/list = %d %s, want denied", resp.StatusCode, body)
+	}
+	if up.rec.requests.Load() != before {
+		t.Error("a denied request reached the upstream")
+	}
+}
+
+func TestBrokenPolicyUnderLoadKeepsLastGood(t *testing.T) {
+	v, e, _ := policyEnv(t, true)
+	ctx := testContext(t)
+	client := httpClient(t, v.agentTLS("alice"))
+	good := e.Policy().Revision()
+	tr := startTraffic(t, func() *http.Client { return client }, mcpURL(e, "demo"), 4)
+
+	// A broken file under load: the edge keeps the last good policy, says
+	// so, and every call keeps being decided by it.
+	broken := filepath.Join(v.dataDir, "policy", "broken.rego")
+	if err := os.WriteFile(broken, []byte("package airlock.authz\n\nallow if {\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the reload to fail", func() bool { return e.Policy().Err() != nil })
+	after := tr.calls.Load()
+	waitFor(t, "more calls under the broken file", func() bool { return tr.calls.Load() > after+20 })
+	tr.finish(t)
+	if e.Policy().Revision() != good {
+		t.Error("a broken policy replaced the last good one")
+	}
+
+	// A policy that fails while evaluating denies; it never allows.
+	os.Remove(broken)
+	writePolicy(t, v.dataDir, "package airlock.authz\n\nallow if 1 / count(object.get(input, \"nothing\", [])) > 0\n")
+	waitFor(t, "the erroring policy to load", func() bool { return e.Policy().Revision() != good && e.Policy().Err() == nil })
+	_, body, err := rpc(t, ctx, client, mcpURL(e, "demo"), echoCall(9, "x"), nil)
+	if err != nil || !strings.Contains(string(body), "could not decide") || !strings.Contains(string(body), `"code":-32018`) {
+		t.Errorf("call under an erroring policy = %v %s, want denied", err, body)
+	}
+}

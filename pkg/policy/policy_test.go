@@ -1,0 +1,212 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const basePolicy = `package airlock.authz
+
+default allow := false
+
+allow if input.mcp.tool in data.tools[input.agent.name]
+
+deny contains msg if {
+	startswith(input.mcp.arguments.path, "/etc")
+	msg := sprintf("path %s is off limits", [input.mcp.arguments.path])
+}
+
+reason := "tool not granted" if not allow
+`
+
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func newEngine(t *testing.T, files map[string]string) (*Engine, string) {
+	t.Helper()
+	dir := t.TempDir()
+	writeFiles(t, dir, files)
+	e, err := New(t.Context(), dir, nil)
+	if err != nil {
+		t.Fatalf("New() = %v", err)
+	}
+	return e, dir
+}
+
+func input(agent, tool, path string) map[string]any {
+	return map[string]any{
+		"agent": map[string]any{"name": agent},
+		"mcp":   map[string]any{"tool": tool, "arguments": map[string]any{"path": path}},
+	}
+}
+
+func TestEval(t *testing.T) {
+	e, _ := newEngine(t, map[string]string{
+		"authz.rego":      basePolicy,
+		"data.json":       `{"tools": {"alice": ["read_file", "echo"]}}`,
+		"authz_test.rego": "package airlock.authz\n\ntest_broken if { this_is_not_defined }\n",
+	})
+	tests := []struct {
+		name        string
+		in          map[string]any
+		wantAllowed bool
+		wantMsg     string
+	}{
+		{"granted tool", input("alice", "read_file", "/srv/a"), true, ""},
+		{"tool not granted", input("alice", "delete", "/srv/a"), false, "tool not granted"},
+		{"unknown agent", input("bob", "echo", ""), false, "tool not granted"},
+		{"deny overrides allow", input("alice", "read_file", "/etc/passwd"), false, "path /etc/passwd is off limits"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := e.Eval(t.Context(), tt.in)
+			if err != nil {
+				t.Fatalf("Eval() = %v", err)
+			}
+			if d.Allowed() != tt.wantAllowed || (!tt.wantAllowed && d.Message() != tt.wantMsg) {
+				t.Errorf("Eval() = %+v (message %q), want allowed %v, message %q", d, d.Message(), tt.wantAllowed, tt.wantMsg)
+			}
+			if d.Revision == "" || d.Revision != e.Revision() {
+				t.Errorf("revision %q, engine at %q", d.Revision, e.Revision())
+			}
+		})
+	}
+}
+
+func TestLoadRefuses(t *testing.T) {
+	tests := []struct {
+		name  string
+		files map[string]string
+		want  string
+	}{
+		{"syntax error", map[string]string{"authz.rego": "package airlock.authz\n\nallow if {\n"}, "authz.rego:"},
+		{"no airlock package", map[string]string{"other.rego": "package other\n\nx := 1\n"}, "package airlock.authz"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFiles(t, dir, tt.files)
+			e, err := New(t.Context(), dir, nil)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("New() = %v, want an error containing %q", err, tt.want)
+			}
+			if _, err := e.Eval(t.Context(), input("alice", "echo", "")); !errors.Is(err, ErrNoPolicy) {
+				t.Errorf("Eval() without a policy = %v, want ErrNoPolicy", err)
+			}
+		})
+	}
+	if _, err := New(t.Context(), filepath.Join(t.TempDir(), "missing"), nil); err == nil {
+		t.Error("New() of a missing folder succeeded")
+	}
+}
+
+func TestEvalTypeErrors(t *testing.T) {
+	e, _ := newEngine(t, map[string]string{"authz.rego": "package airlock.authz\n\nallow := \"yes\"\n"})
+	if _, err := e.Eval(t.Context(), input("alice", "echo", "")); err == nil || !strings.Contains(err.Error(), "want a boolean") {
+		t.Errorf("Eval() with a string allow = %v", err)
+	}
+	e, _ = newEngine(t, map[string]string{"authz.rego": "package airlock.authz\n\nallow if 1 / input.zero == 1\n"})
+	if _, err := e.Eval(t.Context(), map[string]any{"zero": 0}); err == nil {
+		t.Error("Eval() of a failing expression returned no error")
+	}
+}
+
+func TestReloadKeepsLastGood(t *testing.T) {
+	e, dir := newEngine(t, map[string]string{
+		"authz.rego": basePolicy,
+		"data.json":  `{"tools": {"alice": ["echo"]}}`,
+	})
+	good := e.Revision()
+	writeFiles(t, dir, map[string]string{"authz.rego": "package airlock.authz\n\nallow if {\n"})
+	if err := e.Reload(t.Context()); err == nil {
+		t.Fatal("Reload() of a broken policy succeeded")
+	}
+	if e.Revision() != good || e.Err() == nil {
+		t.Errorf("after a failed reload: revision %q (want %q), Err %v", e.Revision(), good, e.Err())
+	}
+	if d, err := e.Eval(t.Context(), input("alice", "echo", "")); err != nil || !d.Allowed() {
+		t.Errorf("the last good policy stopped deciding: %+v, %v", d, err)
+	}
+}
+
+func TestWatch(t *testing.T) {
+	e, dir := newEngine(t, map[string]string{
+		"authz.rego": basePolicy,
+		"data.json":  `{"tools": {"alice": []}}`,
+	})
+	reloaded := make(chan error, 4)
+	e.OnReload = func(_ string, err error) { reloaded <- err }
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go e.Watch(ctx, 10*time.Millisecond)
+
+	writeFiles(t, dir, map[string]string{"data.json": `{"tools": {"alice": ["echo"]}}`})
+	if err := <-reloaded; err != nil {
+		t.Fatalf("reload after a data change = %v", err)
+	}
+	if d, _ := e.Eval(t.Context(), input("alice", "echo", "")); !d.Allowed() {
+		t.Error("the data change did not take effect")
+	}
+	writeFiles(t, dir, map[string]string{"authz.rego": "package airlock.authz\n\nallow if {\n"})
+	if err := <-reloaded; err == nil {
+		t.Fatal("a broken policy reloaded without error")
+	}
+	if d, _ := e.Eval(t.Context(), input("alice", "echo", "")); !d.Allowed() {
+		t.Error("a broken reload replaced the last good policy")
+	}
+}
+
+func TestExamplePolicy(t *testing.T) {
+	var out strings.Builder
+	passed, failed, err := Test(t.Context(), "../../examples/policy", &out, false)
+	if err != nil || failed != 0 || passed < 5 {
+		t.Fatalf("Test(examples/policy) = %d passed, %d failed, %v\n%s", passed, failed, err, out.String())
+	}
+}
+
+func TestTestReportsFailures(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"authz.rego":      "package airlock.authz\n\nallow := true\n",
+		"authz_test.rego": "package airlock.authz_test\n\nimport data.airlock.authz\n\ntest_ok if authz.allow\n\ntest_wrong if not authz.allow\n",
+	})
+	var out strings.Builder
+	passed, failed, err := Test(t.Context(), dir, &out, false)
+	if err != nil || passed != 1 || failed != 1 || !strings.Contains(out.String(), "test_wrong") {
+		t.Errorf("Test() = %d passed, %d failed, %v\n%s", passed, failed, err, out.String())
+	}
+}
+
+func TestExplain(t *testing.T) {
+	e, err := New(t.Context(), "../../examples/policy", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := map[string]any{
+		"agent": map[string]any{"name": "dev-agent", "token": map[string]any{"scopes": []any{"mcp:demo"}}},
+		"mcp": map[string]any{"kind": "request", "method": "tools/call", "tool": "read_file",
+			"arguments": map[string]any{"path": "private/plan.txt"}},
+	}
+	x, err := e.Explain(t.Context(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x.Allowed || !strings.Contains(x.Decision.Message(), "only read files under public/") {
+		t.Errorf("Explain() = %+v", x)
+	}
+	joined := strings.Join(x.Rules, "\n")
+	if !strings.Contains(joined, "deny at") || !strings.Contains(joined, "allow at") {
+		t.Errorf("Explain() rules = %v, want the allow and deny rules that fired", x.Rules)
+	}
+}
