@@ -2,8 +2,10 @@ package edge_test
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,8 @@ import (
 
 	"github.com/airlockhq/airlock/connector"
 	"github.com/airlockhq/airlock/edge"
+	"github.com/airlockhq/airlock/examples/demoserver"
+	"github.com/airlockhq/airlock/pkg/token"
 )
 
 // examplePolicy copies examples/policy into the edge's policy folder.
@@ -128,5 +132,64 @@ func TestBrokenPolicyUnderLoadKeepsLastGood(t *testing.T) {
 	_, body, err := rpc(t, ctx, client, mcpURL(e, "demo"), echoCall(9, "x"), nil)
 	if err != nil || !strings.Contains(string(body), "could not decide") || !strings.Contains(string(body), `"code":-32018`) {
 		t.Errorf("call under an erroring policy = %v %s, want denied", err, body)
+	}
+}
+
+func TestListsFiltered(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		json bool
+	}{{"SSE answers", false}, {"JSON answers", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			v := newEnv(t)
+			examplePolicy(t, v, `{"grants": {"tools": {"alice": ["echo", "read_file"]}}}`)
+			e := v.startEdge([]edge.Resource{{Name: "demo", Connectors: []string{"c1"}}}, nil)
+			h, _ := demoserver.HandlerWithStats(demoserver.Options{SandboxDir: t.TempDir(), JSONResponse: tt.json}, false)
+			srv := httptest.NewServer(h)
+			t.Cleanup(srv.Close)
+			v.startConnector(e, "c1", []connector.Resource{{Name: "demo", URL: srv.URL + "/mcp"}}, nil)
+			ctx := testContext(t)
+
+			cs := connectMCP(t, httpClient(t, v.agentTLS("alice")), mcpURL(e, "demo"), nil)
+			res, err := cs.ListTools(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, tool := range res.Tools {
+				names = append(names, tool.Name)
+			}
+			slices.Sort(names)
+			if !slices.Equal(names, []string{"echo", "read_file"}) {
+				t.Errorf("alice's tools/list = %v, want [echo read_file]", names)
+			}
+			// Another agent, granted nothing, sees no tool; resources
+			// (notes) stay listed for everyone, as the policy allows.
+			bob := connectMCP(t, httpClient(t, v.agentTLS("bob")), mcpURL(e, "demo"), nil)
+			if res, err := bob.ListTools(ctx, nil); err != nil || len(res.Tools) != 0 {
+				t.Errorf("bob's tools/list = %v, %v; want none", res, err)
+			}
+			if _, err := bob.ListResourceTemplates(ctx, nil); err != nil {
+				t.Errorf("bob's resources/templates/list = %v", err)
+			}
+		})
+	}
+}
+
+func TestListFilteredByScope(t *testing.T) {
+	v, e, _ := policyEnv(t, false)
+	ctx := testContext(t)
+	tc := v.agentTLS("alice")
+	base := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true}
+	t.Cleanup(base.CloseIdleConnections)
+	tokens := token.NewTransport(base, nil)
+	tokens.Scope = "mcp:demo:tools/call:echo"
+	cs := connectMCP(t, &http.Client{Transport: tokens}, mcpURL(e, "demo"), nil)
+	res, err := cs.ListTools(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Tools) != 1 || res.Tools[0].Name != "echo" {
+		t.Errorf("tools/list with an echo-only token = %v, want only echo", res.Tools)
 	}
 }

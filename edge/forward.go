@@ -87,7 +87,16 @@ func (e *Edge) forward(w http.ResponseWriter, r *http.Request, x *exchange, l *l
 	defer resp.Body.Close()
 	e.latencyObserved(r, x)
 	e.trackSession(r, x, l, resp)
-	e.relayResponse(w, x, resp, str)
+	if filtersList(x) {
+		if err := e.relayList(ctx, w, r, x, resp); err != nil {
+			abandon(str)
+			<-wrote
+			e.logger.WarnContext(ctx, "list answer cut short", logkey.RequestID, x.id, logkey.Error, err)
+			panic(http.ErrAbortHandler)
+		}
+	} else {
+		e.relayResponse(w, x, resp, str)
+	}
 	<-wrote
 }
 

@@ -46,6 +46,10 @@ type Options struct {
 	// forwards the public Host header to a loopback address.
 	AllowAnyHost bool
 
+	// JSONResponse makes Handler answer POSTs with one application/json
+	// body instead of an SSE stream.
+	JSONResponse bool
+
 	// MaxRequestBodyBytes caps request bodies in Handler. Zero keeps the
 	// SDK's default (4 MiB); negative removes the cap.
 	MaxRequestBodyBytes int64
@@ -112,6 +116,7 @@ func HandlerWithStats(opts Options, stateless bool) (http.Handler, *Stats) {
 			// HTTP request so that a client hanging up cancels it.
 			PropagateRequestCancellation: true,
 			DisableLocalhostProtection:   opts.AllowAnyHost,
+			JSONResponse:                 opts.JSONResponse,
 			MaxRequestBodyBytes:          opts.MaxRequestBodyBytes,
 			Logger:                       loggerOrDiscard(opts.Logger),
 		},

@@ -36,8 +36,11 @@ allow if {
 }
 
 # An argument rule: read_file only below public/. A deny wins over any
-# allow, in this file or another.
+# allow, in this file or another. Lists (tools/list, ...) are filtered by
+# asking this policy about each item with input.mcp.listing true and no
+# arguments; argument rules skip them, so read_file stays listed.
 deny contains msg if {
+	not input.mcp.listing # listings carry no arguments: the tool is shown
 	input.mcp.tool == "read_file"
 	not startswith(object.get(input.mcp.arguments, "path", ""), "public/")
 	msg := sprintf("read_file may only read files under public/, not %q", [object.get(input.mcp.arguments, "path", "")])

@@ -1,0 +1,247 @@
+package edge
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+
+	"github.com/airlockhq/airlock/pkg/logkey"
+	"github.com/airlockhq/airlock/pkg/mcp"
+	"github.com/airlockhq/airlock/pkg/tunnel"
+)
+
+// listShape says where a list method keeps its items and what using an
+// item means, so that the policy can be asked about each item as if the
+// agent were about to use it.
+type listShape struct {
+	field  string // the result's array
+	key    string // the item's identifying field
+	method string // the method that uses an item
+	input  string // where the item's key goes in input.mcp
+}
+
+var listShapes = map[string]listShape{
+	"tools/list":               {"tools", "name", "tools/call", "tool"},
+	"prompts/list":             {"prompts", "name", "prompts/get", "prompt"},
+	"resources/list":           {"resources", "uri", "resources/read", "uri"},
+	"resources/templates/list": {"resourceTemplates", "uriTemplate", "resources/read", "uri"},
+}
+
+// maxListBody bounds a list answer the edge holds to filter it.
+const maxListBody = 16 << 20
+
+// errUnfilterable is why a list answer the edge could not read is
+// replaced by an error: an unfiltered list could show what the agent may
+// not use.
+var errUnfilterable = errors.New("the edge could not read this list answer to filter it")
+
+// filtersList reports whether the answer to x must be filtered.
+func filtersList(x *exchange) bool {
+	_, ok := listShapes[x.method]
+	return ok && x.kind == kindRequest
+}
+
+// relayList relays the answer to a list request, filtered to the items
+// this agent may use: the whole JSON body, or, in an SSE stream, the
+// event that answers the request (other events pass as they come).
+func (e *Edge) relayList(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, resp *http.Response) error {
+	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if resp.StatusCode != http.StatusOK || (mediaType != "application/json" && mediaType != "text/event-stream") {
+		return e.copyAll(w, x, resp)
+	}
+	if mediaType == "application/json" {
+		body, err := io.ReadAll(io.LimitReader(resp.Body, maxListBody+1))
+		if err != nil {
+			return err
+		}
+		out := e.filterMessage(ctx, r, x, body)
+		resp.Header.Set("Content-Length", strconv.Itoa(len(out)))
+		writeHead(w, x, resp)
+		_, err = w.Write(out)
+		return err
+	}
+	writeHead(w, x, resp)
+	return e.filterEvents(ctx, w, r, x, resp.Body)
+}
+
+func writeHead(w http.ResponseWriter, x *exchange, resp *http.Response) {
+	tunnel.CopyEndToEnd(w.Header(), resp.Header)
+	x.status = resp.StatusCode
+	w.WriteHeader(resp.StatusCode)
+	http.NewResponseController(w).Flush()
+}
+
+func (e *Edge) copyAll(w http.ResponseWriter, x *exchange, resp *http.Response) error {
+	writeHead(w, x, resp)
+	_, err := io.Copy(flushWriter{w}, resp.Body)
+	return err
+}
+
+// flushWriter flushes after every write, so streams are never held.
+type flushWriter struct{ w http.ResponseWriter }
+
+func (f flushWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	http.NewResponseController(f.w).Flush()
+	return n, err
+}
+
+// filterEvents copies an SSE stream event by event, filtering the data of
+// the event that answers the list request.
+func (e *Edge) filterEvents(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, body io.Reader) error {
+	br := bufio.NewReaderSize(body, 64<<10)
+	var event bytes.Buffer
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// A long data line: keep reading it whole.
+			rest, err2 := br.ReadBytes('\n')
+			line, err = append(bytes.Clone(line), rest...), err2
+		}
+		if event.Len()+len(line) > maxListBody {
+			return fmt.Errorf("SSE event over %d bytes", maxListBody)
+		}
+		event.Write(line)
+		if len(bytes.TrimRight(line, "\r\n")) == 0 && len(line) > 0 {
+			if werr := e.writeEvent(ctx, w, r, x, event.Bytes()); werr != nil {
+				return werr
+			}
+			event.Reset()
+		}
+		if err != nil {
+			if event.Len() > 0 {
+				e.writeEvent(ctx, w, r, x, event.Bytes())
+			}
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// writeEvent writes one SSE event, filtered if its data is the answer.
+func (e *Edge) writeEvent(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, event []byte) error {
+	var data []byte
+	var other [][]byte
+	for _, line := range bytes.SplitAfter(event, []byte("\n")) {
+		trimmed := bytes.TrimRight(line, "\r\n")
+		if d, ok := bytes.CutPrefix(trimmed, []byte("data:")); ok {
+			data = append(data, bytes.TrimPrefix(d, []byte(" "))...)
+			continue
+		}
+		if len(trimmed) > 0 {
+			other = append(other, line)
+		}
+	}
+	out := event
+	if len(data) > 0 && isAnswerTo(data, x.msgID) {
+		var b bytes.Buffer
+		for _, l := range other {
+			b.Write(l)
+		}
+		b.WriteString("data: ")
+		b.Write(e.filterMessage(ctx, r, x, data))
+		b.WriteString("\n\n")
+		out = b.Bytes()
+	}
+	if _, err := w.Write(out); err != nil {
+		return err
+	}
+	return http.NewResponseController(w).Flush()
+}
+
+// isAnswerTo reports whether a JSON-RPC message answers the request id.
+func isAnswerTo(msg []byte, id json.RawMessage) bool {
+	var m struct {
+		ID     json.RawMessage `json:"id"`
+		Method string          `json:"method"`
+	}
+	if json.Unmarshal(msg, &m) != nil || m.Method != "" || m.ID == nil {
+		return false
+	}
+	return sameID(m.ID, id)
+}
+
+func sameID(a, b json.RawMessage) bool {
+	var x, y any
+	return json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && fmt.Sprint(x) == fmt.Sprint(y) &&
+		(a[0] == '"') == (b[0] == '"')
+}
+
+// filterMessage returns the list answer msg with only the items the scope
+// and the policy allow this agent to use. An answer it cannot read is
+// replaced by an error for the request.
+func (e *Edge) filterMessage(ctx context.Context, r *http.Request, x *exchange, msg []byte) []byte {
+	out, kept, total, err := e.filterItems(ctx, r, x, msg)
+	if err != nil {
+		e.logger.WarnContext(ctx, "list answer not filtered, replaced by an error",
+			logkey.RequestID, x.id, logkey.MCPMethod, x.method, logkey.Error, err)
+		return mcp.ErrorBody(x.msgID, mcp.CodeUpstreamFailed, errUnfilterable.Error(), map[string]string{"request_id": x.id})
+	}
+	e.logger.DebugContext(ctx, "list filtered", logkey.RequestID, x.id, logkey.MCPMethod, x.method,
+		"kept", kept, "total", total)
+	return out
+}
+
+func (e *Edge) filterItems(ctx context.Context, r *http.Request, x *exchange, msg []byte) ([]byte, int, int, error) {
+	if len(msg) > maxListBody {
+		return nil, 0, 0, fmt.Errorf("list answer over %d bytes", maxListBody)
+	}
+	var envelope map[string]json.RawMessage
+	if err := json.Unmarshal(msg, &envelope); err != nil {
+		return nil, 0, 0, err
+	}
+	if _, isError := envelope["error"]; isError {
+		return msg, 0, 0, nil
+	}
+	var result map[string]json.RawMessage
+	if err := json.Unmarshal(envelope["result"], &result); err != nil {
+		return nil, 0, 0, fmt.Errorf("reading result: %w", err)
+	}
+	shape := listShapes[x.method]
+	var items []json.RawMessage
+	if raw, ok := result[shape.field]; ok {
+		if err := json.Unmarshal(raw, &items); err != nil {
+			return nil, 0, 0, fmt.Errorf("reading result.%s: %w", shape.field, err)
+		}
+	}
+	kept := make([]json.RawMessage, 0, len(items))
+	for _, item := range items {
+		var fields map[string]json.RawMessage
+		var key string
+		if json.Unmarshal(item, &fields) != nil || json.Unmarshal(fields[shape.key], &key) != nil {
+			return nil, 0, 0, fmt.Errorf("an item of result.%s has no %s", shape.field, shape.key)
+		}
+		if e.mayUse(ctx, r, x, shape, key) {
+			kept = append(kept, item)
+		}
+	}
+	result[shape.field], _ = json.Marshal(kept)
+	envelope["result"], _ = json.Marshal(result)
+	out, err := json.Marshal(envelope)
+	return out, len(kept), len(items), err
+}
+
+// mayUse asks the scope and the policy whether the agent may use one
+// listed item: the input is that of using it, with listing set and no
+// arguments. An error hides the item.
+func (e *Edge) mayUse(ctx context.Context, r *http.Request, x *exchange, shape listShape, key string) bool {
+	if !x.scope.Allows(x.resource, shape.method, key) {
+		return false
+	}
+	input := e.policyInput(r, x)
+	m := input["mcp"].(map[string]any)
+	m["method"], m["listing"], m[shape.input] = shape.method, true, key
+	m["arguments"], m["params"] = map[string]any{}, map[string]any{}
+	delete(m, "id")
+	d, err := e.policy.Eval(ctx, input)
+	return err == nil && d.Allowed()
+}
