@@ -41,6 +41,7 @@ func (e *Edge) adminHandler() http.Handler {
 	mux.HandleFunc("POST "+adminPrefix+"ca/{step}", e.adminCAStep)
 	mux.HandleFunc("GET "+adminPrefix+"keys", e.adminListKeys)
 	mux.HandleFunc("POST "+adminPrefix+"keys/rotate", e.adminRotateKeys)
+	mux.HandleFunc("GET "+adminPrefix+"audit", e.adminAudit)
 	return mux
 }
 

@@ -2,8 +2,10 @@ package edge
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
+	"github.com/airlockhq/airlock/pkg/audit"
 	"github.com/airlockhq/airlock/pkg/logkey"
 	"github.com/airlockhq/airlock/pkg/token"
 )
@@ -89,4 +91,36 @@ func (e *Edge) pruneKeys() {
 	for _, kid := range gone {
 		e.logger.Info("retired token signing key removed", logkey.KeyID, kid)
 	}
+}
+
+// AuditPage is the answer of GET /v1/admin/audit.
+type AuditPage struct {
+	// Records are the decision records from the asked offset on.
+	Records []audit.Record `json:"records"`
+	// Next is the offset to ask for the records that follow.
+	Next int64 `json:"next"`
+}
+
+// adminAudit serves the audit file: ?from=OFFSET (default: the last 20
+// records; a negative number: the last that many).
+func (e *Edge) adminAudit(w http.ResponseWriter, r *http.Request) {
+	if e.auditLog == nil {
+		adminError(w, http.StatusNotFound, "the audit file is off (audit_file: off)")
+		return
+	}
+	from := int64(-20)
+	if v := r.URL.Query().Get("from"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			adminError(w, http.StatusBadRequest, "from must be a byte offset or a negative count")
+			return
+		}
+		from = n
+	}
+	recs, next, err := audit.Tail(e.cfg.AuditFile, from)
+	if err != nil {
+		adminError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, AuditPage{Records: recs, Next: next})
 }

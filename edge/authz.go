@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock/certs"
+	"github.com/airlockhq/airlock/pkg/audit"
 	"github.com/airlockhq/airlock/pkg/logkey"
 	"github.com/airlockhq/airlock/pkg/mcp"
 )
@@ -38,7 +39,10 @@ func (e *Edge) decide(w http.ResponseWriter, r *http.Request, x *exchange) bool 
 		e.logger.ErrorContext(r.Context(), "policy evaluation failed", logkey.RequestID, x.id, logkey.Error, err)
 		msg = "the policy could not decide this request, so it is denied"
 	}
-	e.audit(r, x, allowed, msg, d.Revision, took)
+	if err := e.audit(r, x, "client_to_server", allowed, msg, d.Revision, took); err != nil && allowed && !e.cfg.AuditFailOpen {
+		allowed, msg = false, "the decision could not be written to the audit log, so the request is denied"
+		d.Deny = []string{msg}
+	}
 	if allowed {
 		return true
 	}
@@ -60,8 +64,9 @@ func (e *Edge) decide(w http.ResponseWriter, r *http.Request, x *exchange) bool 
 }
 
 // audit writes the decision record: one per authorization decision, on
-// the access logger.
-func (e *Edge) audit(r *http.Request, x *exchange, allowed bool, reason, revision string, took time.Duration) {
+// the access logger and in the audit file. It returns the audit file's
+// error; the record is in the log either way.
+func (e *Edge) audit(r *http.Request, x *exchange, direction string, allowed bool, reason, revision string, took time.Duration) error {
 	decision := "deny"
 	if allowed {
 		decision = "allow"
@@ -80,6 +85,35 @@ func (e *Edge) audit(r *http.Request, x *exchange, allowed bool, reason, revisio
 		slog.String(logkey.TokenID, x.tokenID),
 		slog.Duration(logkey.Duration, took),
 	)
+	if e.auditLog == nil {
+		return nil
+	}
+	rec := audit.Record{
+		Time: time.Now().UTC(), RequestID: x.id, Agent: x.agent.String(), Resource: x.resource,
+		MCPVersion: r.Header.Get("Mcp-Protocol-Version"), Session: r.Header.Get(headerSession),
+		Direction: direction, Kind: x.kind, Method: x.method, Target: x.target,
+		Arguments: arguments(x), Decision: decision, Reason: reason, PolicyRevision: revision,
+		TokenID: x.tokenID, LatencyMicros: took.Microseconds(),
+	}
+	if err := e.auditLog.Write(rec); err != nil {
+		e.metrics.auditErrors.Inc()
+		e.logger.ErrorContext(r.Context(), "audit record lost", logkey.RequestID, x.id, logkey.Error, err)
+		return err
+	}
+	return nil
+}
+
+// arguments returns the arguments of a tools/call or prompts/get, for the
+// audit record (which redacts them).
+func arguments(x *exchange) map[string]any {
+	if len(x.params) == 0 || (x.method != "tools/call" && x.method != "prompts/get") {
+		return nil
+	}
+	var p struct {
+		Arguments map[string]any `json:"arguments"`
+	}
+	json.Unmarshal(x.params, &p)
+	return p.Arguments
 }
 
 // policyInput builds the input document (docs/policy.md).

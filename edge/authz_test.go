@@ -1,12 +1,14 @@
 package edge_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/airlockhq/airlock/connector"
 	"github.com/airlockhq/airlock/edge"
 	"github.com/airlockhq/airlock/examples/demoserver"
+	"github.com/airlockhq/airlock/pkg/audit"
 	"github.com/airlockhq/airlock/pkg/token"
 )
 
@@ -191,5 +194,92 @@ func TestListFilteredByScope(t *testing.T) {
 	}
 	if len(res.Tools) != 1 || res.Tools[0].Name != "echo" {
 		t.Errorf("tools/list with an echo-only token = %v, want only echo", res.Tools)
+	}
+}
+
+func TestServerRequestDeniedByPolicy(t *testing.T) {
+	v := newEnv(t)
+	examplePolicy(t, v, `{"grants": {"tools": {"alice": ["ask", "echo"]}}}`)
+	deny := "package airlock.authz\n\ndeny contains \"this server may not question agents\" if input.mcp.method == \"elicitation/create\"\n"
+	if err := os.WriteFile(filepath.Join(v.dataDir, "policy", "deny.rego"), []byte(deny), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := v.startEdge([]edge.Resource{{Name: "demo", Connectors: []string{"c1"}}}, nil)
+	up := v.startUpstream(false)
+	v.startConnector(e, "c1", []connector.Resource{{Name: "demo", URL: up.url}}, nil)
+	ctx := testContext(t)
+
+	var asked atomic.Int32
+	cs := connectMCP(t, httpClient(t, v.agentTLS("alice")), mcpURL(e, "demo"), &mcp.ClientOptions{
+		ElicitationHandler: func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			asked.Add(1)
+			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"answer": "leaked"}}, nil
+		},
+	})
+	callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	res, err := cs.CallTool(callCtx, &mcp.CallToolParams{Name: "ask", Arguments: map[string]any{"question": "password?"}})
+	if callCtx.Err() != nil {
+		t.Fatal("the call hung: the server never got an answer to its denied request")
+	}
+	if asked.Load() != 0 {
+		t.Error("a denied elicitation reached the agent")
+	}
+	if err == nil && !res.IsError {
+		t.Errorf("ask = %v, want the denial to fail the call", textOf(t, res))
+	}
+	t.Logf("ask ended with %v %v", res, err)
+	// The session goes on.
+	if got := textOf(t, call(t, cs, "echo", map[string]any{"text": "still here"})); got != "still here" {
+		t.Errorf("echo after the denial = %q", got)
+	}
+}
+
+func TestAuditRecords(t *testing.T) {
+	v, e, _ := policyEnv(t, true)
+	ctx := testContext(t)
+	alice := httpClient(t, v.agentTLS("alice"))
+	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi","password":"hunter2"}}}`
+	if resp, data, err := rpc(t, ctx, alice, mcpURL(e, "demo"), body, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("allowed call: %v %s", err, data)
+	}
+	rpc(t, ctx, alice, mcpURL(e, "demo"), `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add_note","arguments":{}}}`, nil)
+
+	recs, _, err := audit.Tail(filepath.Join(v.dataDir, "audit.jsonl"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var allowed, denied *audit.Record
+	for i := range recs {
+		switch {
+		case recs[i].Target == "echo":
+			allowed = &recs[i]
+		case recs[i].Target == "add_note":
+			denied = &recs[i]
+		}
+	}
+	if allowed == nil || allowed.Decision != "allow" || allowed.Agent != "spiffe://airlock.local/agent/alice" ||
+		allowed.Arguments["password"] != audit.Redacted || allowed.Arguments["text"] != "hi" || allowed.PolicyRevision == "" {
+		t.Errorf("record of the allowed call = %+v", allowed)
+	}
+	if denied == nil || denied.Decision != "deny" || !strings.Contains(denied.Reason, "not granted") {
+		t.Errorf("record of the denied call = %+v", denied)
+	}
+}
+
+func TestAuditFailureDenies(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full on this machine")
+	}
+	v := newEnv(t)
+	e := v.startEdge([]edge.Resource{{Name: "demo", Connectors: []string{"c1"}}}, func(c *edge.Config) { c.AuditFile = "/dev/full" })
+	up := v.startUpstream(true)
+	v.startConnector(e, "c1", []connector.Resource{{Name: "demo", URL: up.url}}, nil)
+	resp, body, err := rpc(t, testContext(t), httpClient(t, v.agentTLS("alice")), mcpURL(e, "demo"), echoCall(1, "x"), nil)
+	if err != nil || !strings.Contains(string(body), "could not be written to the audit log") {
+		t.Errorf("call with a full audit disk = %v %v %s, want denied", resp, err, body)
+	}
+	if up.rec.requests.Load() != 0 {
+		t.Error("a request whose decision was not recorded reached the upstream")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock/certs"
+	"github.com/airlockhq/airlock/pkg/audit"
 	"github.com/airlockhq/airlock/pkg/config"
 	"github.com/airlockhq/airlock/pkg/token"
 	"github.com/airlockhq/airlock/pkg/tunnel"
@@ -92,6 +93,17 @@ type Config struct {
 	// PolicyReloadInterval is how often the edge looks for changed policy
 	// files and reloads them. Default 1s.
 	PolicyReloadInterval time.Duration `yaml:"policy_reload_interval"`
+	// AuditFile receives one JSON line per authorization decision. Default
+	// <data_dir>/audit.jsonl; "off" keeps decisions in the log only.
+	AuditFile string `yaml:"audit_file"`
+	// AuditRedact are the argument keys whose values the audit file never
+	// holds (compared ignoring case, at any depth). Default: password,
+	// passwd, secret, token, api_key, apikey, authorization, private_key,
+	// credentials.
+	AuditRedact []string `yaml:"audit_redact"`
+	// AuditFailOpen lets requests through when their decision cannot be
+	// written to the audit file. Default false: such requests are denied.
+	AuditFailOpen bool `yaml:"audit_fail_open"`
 	// QUIC tunes the tunnel transport; see [tunnel.QUICSettings].
 	QUIC tunnel.QUICSettings `yaml:"quic"`
 	// Resources are the MCP resources this edge serves.
@@ -145,6 +157,9 @@ func LoadConfig(file string, overrides ...func(*Config)) (Config, error) {
 	if c.PolicyDir != "" {
 		c.PolicyDir = config.Resolve(file, c.PolicyDir)
 	}
+	if c.AuditFile != "" && c.AuditFile != "off" {
+		c.AuditFile = config.Resolve(file, c.AuditFile)
+	}
 	for _, o := range overrides {
 		o(&c)
 	}
@@ -184,6 +199,10 @@ func (c Config) WithDefaults() Config {
 	set(&c.TokenSigningAlg, token.AlgEdDSA)
 	if c.DataDir != "" {
 		set(&c.PolicyDir, filepath.Join(c.DataDir, "policy"))
+		set(&c.AuditFile, filepath.Join(c.DataDir, "audit.jsonl"))
+	}
+	if c.AuditRedact == nil {
+		c.AuditRedact = audit.DefaultRedact
 	}
 	setDur(&c.PolicyReloadInterval, time.Second)
 	if c.AdminSocket == "" && c.DataDir != "" {

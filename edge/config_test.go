@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/airlockhq/airlock/certs"
+	"github.com/airlockhq/airlock/pkg/audit"
 	"github.com/airlockhq/airlock/pkg/tunnel"
 )
 
@@ -68,6 +69,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		TokenSigningAlg:       "EdDSA",
 		PolicyDir:             filepath.Join(data, "policy"),
 		PolicyReloadInterval:  time.Second,
+		AuditFile:             filepath.Join(data, "audit.jsonl"),
+		AuditRedact:           audit.DefaultRedact,
 		ShutdownGrace:         30 * time.Second,
 		QUIC:                  tunnel.QUICSettings{}.WithDefaults(tunnel.DefaultEdgeStreams),
 	}
@@ -184,6 +187,8 @@ resources:
 		TokenSigningAlg:       "EdDSA",
 		PolicyDir:             filepath.Join(data, "policy"),
 		PolicyReloadInterval:  time.Second,
+		AuditFile:             filepath.Join(data, "audit.jsonl"),
+		AuditRedact:           audit.DefaultRedact,
 		ShutdownGrace:         DefaultShutdownGrace,
 		QUIC:                  tunnel.QUICSettings{}.WithDefaults(tunnel.DefaultEdgeStreams),
 		Resources:             []Resource{{Name: "files", Connectors: []string{"db", "db-2"}}},

@@ -23,6 +23,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/airlockhq/airlock/certs"
+	"github.com/airlockhq/airlock/pkg/audit"
 	"github.com/airlockhq/airlock/pkg/logkey"
 	"github.com/airlockhq/airlock/pkg/policy"
 	"github.com/airlockhq/airlock/pkg/store"
@@ -70,8 +71,10 @@ type Edge struct {
 	issuer string
 	keys   *token.KeySet
 	policy *policy.Engine
-	// access receives one record per authorization decision.
+	// access receives one record per authorization decision, and so
+	// does auditLog unless audit_file is off.
 	access   *slog.Logger
+	auditLog *audit.Log
 	verifier *token.Verifier
 	tokens   tokenCache
 	// keysGen counts key changes, so that a tunnel acknowledged with an
@@ -134,6 +137,13 @@ func New(cfg Config, logger *slog.Logger) (*Edge, error) {
 		st.Close()
 		return nil, fmt.Errorf("loading the request policy (policy_dir %s; see docs/policy.md): %w", cfg.PolicyDir, err)
 	}
+	var auditLog *audit.Log
+	if cfg.AuditFile != "off" {
+		if auditLog, err = audit.Open(cfg.AuditFile, cfg.AuditRedact); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
 	reg := newRegistry()
 	e := &Edge{
 		cfg:       cfg,
@@ -154,6 +164,7 @@ func New(cfg Config, logger *slog.Logger) (*Edge, error) {
 		keys:      keys,
 		policy:    pol,
 		access:    logger.With(logkey.Component, "edge.access"),
+		auditLog:  auditLog,
 	}
 	pol.OnReload = e.policyReloaded
 	e.verifier = &token.Verifier{Keys: keys, MaxLifetime: MaxAccessTokenLifetime, Leeway: tokenLeeway,
@@ -341,6 +352,9 @@ func (e *Edge) Shutdown(ctx context.Context) error {
 	e.transport.Close()
 	e.udp.Close()
 	e.wg.Wait()
+	if e.auditLog != nil {
+		e.auditLog.Close()
+	}
 	if err := e.store.Close(); err != nil {
 		e.logger.Warn("closing store failed", logkey.Error, err)
 	}

@@ -87,11 +87,11 @@ func (e *Edge) forward(w http.ResponseWriter, r *http.Request, x *exchange, l *l
 	defer resp.Body.Close()
 	e.latencyObserved(r, x)
 	e.trackSession(r, x, l, resp)
-	if filtersList(x) {
-		if err := e.relayList(ctx, w, r, x, resp); err != nil {
+	if filtersList(x) || isEventStream(resp) {
+		if err := e.relayMessages(ctx, w, r, x, l, resp); err != nil {
 			abandon(str)
 			<-wrote
-			e.logger.WarnContext(ctx, "list answer cut short", logkey.RequestID, x.id, logkey.Error, err)
+			e.logger.WarnContext(ctx, "response cut short", logkey.RequestID, x.id, logkey.Error, err)
 			panic(http.ErrAbortHandler)
 		}
 	} else {

@@ -48,15 +48,23 @@ func filtersList(x *exchange) bool {
 	return ok && x.kind == kindRequest
 }
 
-// relayList relays the answer to a list request, filtered to the items
-// this agent may use: the whole JSON body, or, in an SSE stream, the
-// event that answers the request (other events pass as they come).
-func (e *Edge) relayList(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, resp *http.Response) error {
+// isEventStream reports whether a response is an SSE stream.
+func isEventStream(resp *http.Response) bool {
 	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if resp.StatusCode != http.StatusOK || (mediaType != "application/json" && mediaType != "text/event-stream") {
-		return e.copyAll(w, x, resp)
-	}
-	if mediaType == "application/json" {
+	return resp.StatusCode == http.StatusOK && mediaType == "text/event-stream"
+}
+
+// relayMessages relays an answer message by message: an SSE stream event
+// by event, deciding the server's requests to the agent and filtering the
+// answer to a list request; a JSON answer to a list request whole,
+// filtered. Other answers pass as they are.
+func (e *Edge) relayMessages(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, l *link, resp *http.Response) error {
+	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	switch {
+	case isEventStream(resp):
+		writeHead(w, x, resp)
+		return e.filterEvents(ctx, w, r, x, l, resp.Body)
+	case filtersList(x) && resp.StatusCode == http.StatusOK && mediaType == "application/json":
 		body, err := io.ReadAll(io.LimitReader(resp.Body, maxListBody+1))
 		if err != nil {
 			return err
@@ -67,8 +75,7 @@ func (e *Edge) relayList(ctx context.Context, w http.ResponseWriter, r *http.Req
 		_, err = w.Write(out)
 		return err
 	}
-	writeHead(w, x, resp)
-	return e.filterEvents(ctx, w, r, x, resp.Body)
+	return e.copyAll(w, x, resp)
 }
 
 func writeHead(w http.ResponseWriter, x *exchange, resp *http.Response) {
@@ -95,29 +102,31 @@ func (f flushWriter) Write(p []byte) (int, error) {
 
 // filterEvents copies an SSE stream event by event, filtering the data of
 // the event that answers the list request.
-func (e *Edge) filterEvents(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, body io.Reader) error {
+func (e *Edge) filterEvents(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, l *link, body io.Reader) error {
 	br := bufio.NewReaderSize(body, 64<<10)
 	var event bytes.Buffer
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
-			// A long data line: keep reading it whole.
+			// A long data line: copy what was read before reading on,
+			// which reuses the buffer, and keep reading it whole.
+			head := bytes.Clone(line)
 			rest, err2 := br.ReadBytes('\n')
-			line, err = append(bytes.Clone(line), rest...), err2
+			line, err = append(head, rest...), err2
 		}
 		if event.Len()+len(line) > maxListBody {
 			return fmt.Errorf("SSE event over %d bytes", maxListBody)
 		}
 		event.Write(line)
 		if len(bytes.TrimRight(line, "\r\n")) == 0 && len(line) > 0 {
-			if werr := e.writeEvent(ctx, w, r, x, event.Bytes()); werr != nil {
+			if werr := e.writeEvent(ctx, w, r, x, l, event.Bytes()); werr != nil {
 				return werr
 			}
 			event.Reset()
 		}
 		if err != nil {
 			if event.Len() > 0 {
-				e.writeEvent(ctx, w, r, x, event.Bytes())
+				e.writeEvent(ctx, w, r, x, l, event.Bytes())
 			}
 			if errors.Is(err, io.EOF) {
 				return nil
@@ -127,8 +136,10 @@ func (e *Edge) filterEvents(ctx context.Context, w http.ResponseWriter, r *http.
 	}
 }
 
-// writeEvent writes one SSE event, filtered if its data is the answer.
-func (e *Edge) writeEvent(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, event []byte) error {
+// writeEvent writes one SSE event: filtered if it answers the list
+// request, dropped if it carries a request of the server the policy
+// denies (the server then gets the denial as the agent's answer).
+func (e *Edge) writeEvent(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, l *link, event []byte) error {
 	var data []byte
 	var other [][]byte
 	for _, line := range bytes.SplitAfter(event, []byte("\n")) {
@@ -142,7 +153,9 @@ func (e *Edge) writeEvent(ctx context.Context, w http.ResponseWriter, r *http.Re
 		}
 	}
 	out := event
-	if len(data) > 0 && isAnswerTo(data, x.msgID) {
+	switch {
+	case len(data) == 0:
+	case filtersList(x) && isAnswerTo(data, x.msgID):
 		var b bytes.Buffer
 		for _, l := range other {
 			b.Write(l)
@@ -151,6 +164,10 @@ func (e *Edge) writeEvent(ctx context.Context, w http.ResponseWriter, r *http.Re
 		b.Write(e.filterMessage(ctx, r, x, data))
 		b.WriteString("\n\n")
 		out = b.Bytes()
+	default:
+		if req, ok := serverRequest(data); ok && !e.decideServerRequest(ctx, r, x, l, req) {
+			return nil
+		}
 	}
 	if _, err := w.Write(out); err != nil {
 		return err

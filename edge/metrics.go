@@ -23,6 +23,7 @@ type metrics struct {
 	policyEval    prometheus.Histogram
 	policyErrors  prometheus.Counter
 	policyReloads *prometheus.CounterVec
+	auditErrors   prometheus.Counter
 	tunnels       prometheus.GaugeFunc
 	connectors    prometheus.GaugeFunc
 }
@@ -68,6 +69,10 @@ func newMetrics(r *registry) *metrics {
 			Name: "airlock_policy_reloads_total",
 			Help: "Policy reloads by result (ok, failed: the last good policy stays).",
 		}, []string{"result"}),
+		auditErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "airlock_edge_audit_errors_total",
+			Help: "Decision records the audit file could not take (each a denial unless audit_fail_open).",
+		}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "airlock_edge_connector_refusals_total",
 			Help: "Connector hellos the edge refused, by reason class.",
@@ -82,7 +87,7 @@ func newMetrics(r *registry) *metrics {
 		Help: "Connector processes with at least one tunnel up.",
 	}, func() float64 { _, n := r.counts(); return float64(n) })
 	m.reg.MustRegister(m.requests, m.latency, m.bytes, m.inFlight, m.refusals, m.tokens,
-		m.decisions, m.policyEval, m.policyErrors, m.policyReloads, m.tunnels, m.connectors,
+		m.decisions, m.policyEval, m.policyErrors, m.policyReloads, m.auditErrors, m.tunnels, m.connectors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/airlockhq/airlock/certs"
 	"github.com/airlockhq/airlock/edge"
+	"github.com/airlockhq/airlock/pkg/audit"
 	"github.com/airlockhq/airlock/pkg/store"
 )
 
@@ -27,7 +29,8 @@ func newAdminCmd(_ *globalFlags) *cobra.Command {
 	t.flags(cmd)
 	cmd.AddCommand(newAdminIssueCmd(), newAdminTokenCmd(t), newAdminTokensCmd(t),
 		newAdminListCmd(t, "connectors"), newAdminListCmd(t, "agents"),
-		newAdminRevokeCmd(t), newAdminRevocationsCmd(t), newAdminCACmd(t), newAdminKeysCmd(t))
+		newAdminRevokeCmd(t), newAdminRevocationsCmd(t), newAdminCACmd(t), newAdminKeysCmd(t),
+		newAdminAuditCmd(t))
 	return cmd
 }
 
@@ -242,6 +245,67 @@ func newAdminKeysCmd(t *adminTarget) *cobra.Command {
 	rotate.Flags().StringVar(&req.Alg, "alg", "", "algorithm of the new key (default: the edge's token_signing_alg)")
 	cmd.AddCommand(rotate)
 	return cmd
+}
+
+func newAdminAuditCmd(t *adminTarget) *cobra.Command {
+	cmd := &cobra.Command{Use: "audit", Short: "Read the edge's decision records (audit file)"}
+	var n int
+	var follow bool
+	tail := &cobra.Command{
+		Use:   "tail [-n N] [--follow]",
+		Short: "Print the last decision records, and with --follow the new ones as they come",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := t.client()
+			if err != nil {
+				return err
+			}
+			from := -int64(n)
+			for {
+				var page edge.AuditPage
+				if err := c.call(cmd.Context(), "GET", fmt.Sprintf("audit?from=%d", from), nil, &page); err != nil {
+					return err
+				}
+				printAudit(cmd.OutOrStdout(), page.Records, t.json)
+				if !follow {
+					return nil
+				}
+				from = page.Next
+				select {
+				case <-cmd.Context().Done():
+					return nil
+				case <-time.After(time.Second):
+				}
+			}
+		},
+	}
+	tail.Flags().IntVarP(&n, "lines", "n", 20, "how many of the last records to print first")
+	tail.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new records until interrupted")
+	cmd.AddCommand(tail)
+	return cmd
+}
+
+// printAudit prints records one a line: JSON with --json, else readable.
+func printAudit(w io.Writer, recs []audit.Record, asJSON bool) {
+	for _, r := range recs {
+		if asJSON {
+			line, _ := json.Marshal(r)
+			fmt.Fprintf(w, "%s\n", line)
+			continue
+		}
+		what := r.Method
+		if r.Target != "" {
+			what += " " + r.Target
+		}
+		if what == "" {
+			what = r.Kind
+		}
+		fmt.Fprintf(w, "%s  %-5s  %s  %s  %s", r.Time.Local().Format(time.RFC3339), r.Decision, r.Agent, r.Resource, what)
+		if r.Reason != "" {
+			fmt.Fprintf(w, "  (%s)", r.Reason)
+		}
+		fmt.Fprintf(w, "  %s\n", r.RequestID)
+	}
 }
 
 func adminGet(cmd *cobra.Command, t *adminTarget, path string, out any) error {

@@ -285,6 +285,10 @@ func TestExampleConfigs(t *testing.T) {
 	}
 
 	checkAdminLists(t, admin)
+	if out := admin("audit", "tail", "-n", "50"); !strings.Contains(out, "allow") ||
+		!strings.Contains(out, "spiffe://airlock.local/agent/alice  demo  tools/call echo") {
+		t.Errorf("admin audit tail =\n%s", out)
+	}
 
 	// A new signing key: the connector learns it at once, and tokens of
 	// the old key keep working until they expire.

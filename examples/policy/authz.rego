@@ -23,6 +23,14 @@ allow if input.mcp.kind in {"notification", "response", "stream", "end"}
 
 allow if input.mcp.method in session_methods
 
+# Requests the server puts to the agent on its SSE streams are decided
+# too, with input.mcp.direction "server_to_client". A denied one never
+# reaches the agent; the server gets the denial as the answer.
+allow if {
+	input.mcp.direction == "server_to_client"
+	input.mcp.method in {"sampling/createMessage", "elicitation/create", "roots/list", "ping"}
+}
+
 # Tools per agent, from data.json (grants.tools).
 allow if {
 	input.mcp.method == "tools/call"
