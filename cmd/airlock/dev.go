@@ -92,11 +92,20 @@ and, with the Mcp-Session-Id header from that answer:
     -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
     -d '{"jsonrpc":"2.0","id":2,"method":"tools/list"}'
 
+Every call is decided by the policy in %s (edit it; it reloads at once).
+With the same session, read_file of public/welcome.txt is allowed, of
+private/plan.txt denied for its argument, and tools/list shows only the
+tools the policy grants dev-agent:
+
+  %s -X POST %s -H 'Mcp-Session-Id: <id>' -H 'MCP-Protocol-Version: 2025-11-25' \
+    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+    -d '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"private/plan.txt"}}}'
+
 Without the certificate, or without the token, the edge refuses:
 
   curl -sS --cacert %s -X POST %s -d '{}'
 
 Press Ctrl-C to stop.
 `, info.EdgeURL, url, info.TokenURL, info.AgentProfile, info.MetricsURL, file,
-		bin, info.AgentProfile, url, curl, url, curl, url, info.CACert, url)
+		bin, info.AgentProfile, url, curl, url, curl, url, info.PolicyDir, curl, url, info.CACert, url)
 }
