@@ -24,14 +24,25 @@ import (
 // examplePolicy copies examples/policy into the edge's policy folder.
 func examplePolicy(t *testing.T, v *env, grants string) {
 	t.Helper()
-	dir := filepath.Join(v.dataDir, "policy")
+	examplePolicyFor(t, v.dataDir, grants)
+}
+
+// examplePolicyFor writes examples/policy/authz.rego and grants as the
+// policy of the edge in dataDir.
+func examplePolicyFor(t testing.TB, dataDir, grants string) {
+	t.Helper()
+	dir := filepath.Join(dataDir, "policy")
 	data, err := os.ReadFile("../examples/policy/authz.rego")
 	if err != nil {
 		t.Fatal(err)
 	}
-	writePolicy(t, v.dataDir, string(data))
-	if err := os.WriteFile(filepath.Join(dir, "data.json"), []byte(grants), 0o644); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
+	}
+	for name, body := range map[string]string{"authz.rego": string(data), "data.json": grants} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -138,6 +138,9 @@ func startBenchTargets(b *testing.B, h http.Handler) []*benchTarget {
 	b.Helper()
 	dir := b.TempDir()
 	dataDir := filepath.Join(dir, "edge")
+	// The example policy, granting the benchmark's agent the echo tool:
+	// every call pays for a real decision and its audit record.
+	examplePolicyFor(b, dataDir, `{"grants": {"tools": {"bench-agent": ["echo"]}}}`)
 	ca, err := certs.Init(edge.CADir(dataDir), certs.DefaultTrustDomain)
 	if err != nil {
 		b.Fatalf("creating CA: %v", err)
@@ -149,6 +152,7 @@ func startBenchTargets(b *testing.B, h http.Handler) []*benchTarget {
 		DataDir:   dataDir,
 		Listen:    "127.0.0.1:0",
 		OpsListen: "off",
+		AuditFile: "off",
 		Resources: []edge.Resource{{Name: "demo", Connectors: []string{"bench"}}},
 	}.WithDefaults(), nil)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"sync"
 
 	"github.com/airlockhq/airlock/pkg/logkey"
 	"github.com/airlockhq/airlock/pkg/mcp"
@@ -33,6 +34,13 @@ var listShapes = map[string]listShape{
 	"resources/list":           {"resources", "uri", "resources/read", "uri"},
 	"resources/templates/list": {"resourceTemplates", "uriTemplate", "resources/read", "uri"},
 }
+
+// Readers and event buffers of SSE streams, kept between responses: a
+// new reader per response was one of the largest allocations of a call.
+var (
+	eventReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+	eventBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+)
 
 // maxListBody bounds a list answer the edge holds to filter it.
 const maxListBody = 16 << 20
@@ -103,8 +111,17 @@ func (f flushWriter) Write(p []byte) (int, error) {
 // filterEvents copies an SSE stream event by event, filtering the data of
 // the event that answers the list request.
 func (e *Edge) filterEvents(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, l *link, body io.Reader) error {
-	br := bufio.NewReaderSize(body, 64<<10)
-	var event bytes.Buffer
+	br := eventReaders.Get().(*bufio.Reader)
+	br.Reset(body)
+	event := eventBuffers.Get().(*bytes.Buffer)
+	event.Reset()
+	defer func() {
+		br.Reset(nil)
+		eventReaders.Put(br)
+		if event.Cap() <= 64<<10 {
+			eventBuffers.Put(event)
+		}
+	}()
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {

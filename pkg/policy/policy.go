@@ -39,8 +39,16 @@ import (
 // Package is the Rego package the edge queries.
 const Package = "airlock.authz"
 
-// query is the document the edge evaluates.
-const query = "data.airlock.authz"
+// Queries the engine prepares. Decisions ask only for allow and deny, so
+// that no other rule of the package is evaluated on the hot path; reason
+// only when the answer is a denial; explanations for the whole document.
+// The comprehensions make an undefined rule an empty list, never an
+// undefined query.
+const (
+	query       = "data.airlock.authz"
+	decideQuery = "allow := [a | a := data.airlock.authz.allow]; deny := [m | some m in data.airlock.authz.deny]"
+	reasonQuery = "reason := [r | r := data.airlock.authz.reason]"
+)
 
 // ErrNoPolicy is the cause of a denial when no policy has ever loaded.
 var ErrNoPolicy = errors.New("no policy is loaded")
@@ -74,7 +82,9 @@ func (d Decision) Message() string {
 
 // compiled is one prepared revision of the policy.
 type compiled struct {
-	query    rego.PreparedEvalQuery
+	query    rego.PreparedEvalQuery // the whole document, for Explain
+	decide   rego.PreparedEvalQuery
+	reason   rego.PreparedEvalQuery
 	revision string
 	files    []string
 }
@@ -150,11 +160,51 @@ func (e *Engine) Eval(ctx context.Context, input map[string]any) (Decision, erro
 	if c == nil {
 		return Decision{}, ErrNoPolicy
 	}
-	rs, err := c.query.Eval(ctx, rego.EvalInput(input))
+	value, err := ast.InterfaceToValue(input)
+	if err != nil {
+		return Decision{Revision: c.revision}, fmt.Errorf("encoding policy input: %w", err)
+	}
+	rs, err := c.decide.Eval(ctx, rego.EvalParsedInput(value))
 	if err != nil {
 		return Decision{Revision: c.revision}, fmt.Errorf("evaluating policy %s: %w", c.revision, err)
 	}
-	return decode(rs, c.revision)
+	d, err := decodeBindings(rs, c.revision)
+	if err != nil || d.Allowed() || len(d.Deny) > 0 {
+		return d, err
+	}
+	// Denied for want of an allow: the agent is told the reason.
+	rs, err = c.reason.Eval(ctx, rego.EvalParsedInput(value))
+	if err != nil {
+		return d, fmt.Errorf("evaluating policy %s: %w", c.revision, err)
+	}
+	if len(rs) > 0 {
+		if list, _ := rs[0].Bindings["reason"].([]any); len(list) > 0 {
+			d.Reason = fmt.Sprint(list[0])
+		}
+	}
+	return d, nil
+}
+
+// decodeBindings reads the answer of decideQuery.
+func decodeBindings(rs rego.ResultSet, revision string) (Decision, error) {
+	d := Decision{Revision: revision}
+	if len(rs) == 0 {
+		return d, fmt.Errorf("policy %s: the decision query was undefined", revision)
+	}
+	allow, _ := rs[0].Bindings["allow"].([]any)
+	if len(allow) > 0 {
+		b, isBool := allow[0].(bool)
+		if !isBool {
+			return d, fmt.Errorf("policy %s: allow is %T, want a boolean", revision, allow[0])
+		}
+		d.Allow = b
+	}
+	deny, _ := rs[0].Bindings["deny"].([]any)
+	for _, m := range deny {
+		d.Deny = append(d.Deny, fmt.Sprint(m))
+	}
+	sort.Strings(d.Deny)
+	return d, nil
 }
 
 // decode reads allow, deny and reason from the package's document.
@@ -204,7 +254,6 @@ func compile(ctx context.Context, dir string) (*compiled, error) {
 		return nil, fmt.Errorf("loading policy folder %s: %w", dir, err)
 	}
 	opts := []func(*rego.Rego){
-		rego.Query(query),
 		rego.SetRegoVersion(ast.RegoV1),
 		rego.Store(inmem.NewFromObject(res.Documents)),
 		// A builtin that fails (a division by zero, a bad regex) is an
@@ -222,13 +271,17 @@ func compile(ctx context.Context, dir string) (*compiled, error) {
 	if !found {
 		return nil, fmt.Errorf("policy folder %s has no .rego file of package %s", dir, Package)
 	}
-	pq, err := rego.New(opts...).PrepareForEval(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("compiling policy %s: %w", dir, err)
+	var prepared [3]rego.PreparedEvalQuery
+	for i, q := range []string{query, decideQuery, reasonQuery} {
+		pq, err := rego.New(append(slices.Clone(opts), rego.Query(q))...).PrepareForEval(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("compiling policy %s: %w", dir, err)
+		}
+		prepared[i] = pq
 	}
 	slices.Sort(files)
 	rev, _ := fingerprint(dir)
-	return &compiled{query: pq, revision: rev, files: files}, nil
+	return &compiled{query: prepared[0], decide: prepared[1], reason: prepared[2], revision: rev, files: files}, nil
 }
 
 // fingerprint hashes the names and contents of the folder's policy and
