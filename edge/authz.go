@@ -10,6 +10,8 @@ import (
 	"github.com/airlockhq/airlock/pkg/audit"
 	"github.com/airlockhq/airlock/pkg/logkey"
 	"github.com/airlockhq/airlock/pkg/mcp"
+	"github.com/airlockhq/airlock/pkg/plugin"
+	"github.com/airlockhq/airlock/pkg/policy"
 )
 
 // InputVersion is the version of the policy input document; docs/policy.md
@@ -29,22 +31,17 @@ const (
 // decision writes one audit record.
 func (e *Edge) decide(w http.ResponseWriter, r *http.Request, x *exchange) bool {
 	start := time.Now()
-	d, err := e.policy.Eval(r.Context(), e.policyInput(r, x))
+	d, allowed, msg := e.evaluate(r, x)
 	took := time.Since(start)
-	e.metrics.policyEval.Observe(took.Seconds())
-	allowed := err == nil && d.Allowed()
-	msg := d.Message()
-	if err != nil {
-		e.metrics.policyErrors.Inc()
-		e.logger.ErrorContext(r.Context(), "policy evaluation failed", logkey.RequestID, x.id, logkey.Error, err)
-		msg = "the policy could not decide this request, so it is denied"
-	}
 	if err := e.audit(r, x, "client_to_server", allowed, msg, d.Revision, took); err != nil && allowed && !e.cfg.AuditFailOpen {
 		allowed, msg = false, "the decision could not be written to the audit log, so the request is denied"
 		d.Deny = []string{msg}
 	}
 	if allowed {
 		return true
+	}
+	if len(d.Deny) == 0 && d.Reason == "" {
+		d.Deny = []string{msg}
 	}
 	reasons := d.Deny
 	if reasons == nil {
@@ -61,6 +58,43 @@ func (e *Edge) decide(w http.ResponseWriter, r *http.Request, x *exchange) bool 
 	x.status = http.StatusForbidden
 	mcp.WriteError(w, http.StatusForbidden, nil, mcp.CodeDenied, "denied by policy: "+msg, data)
 	return false
+}
+
+// evaluate runs the plugins that enrich the input, the policy, and the
+// plugins that judge what the policy allowed. Any failure denies.
+func (e *Edge) evaluate(r *http.Request, x *exchange) (policy.Decision, bool, string) {
+	ctx := r.Context()
+	input := e.policyInput(r, x)
+	if e.plugins.Len() > 0 {
+		attrs, err := e.plugins.Enrich(ctx, input)
+		if err != nil {
+			e.metrics.pluginErrors.Inc()
+			x.plugins = []string{err.Error()}
+			return policy.Decision{}, false, "a plugin could not enrich this request, so it is denied"
+		}
+		input["context"] = attrs
+	}
+	start := time.Now()
+	d, err := e.policy.Eval(ctx, input)
+	e.metrics.policyEval.Observe(time.Since(start).Seconds())
+	if err != nil {
+		e.metrics.policyErrors.Inc()
+		e.logger.ErrorContext(ctx, "policy evaluation failed", logkey.RequestID, x.id, logkey.Error, err)
+		return d, false, "the policy could not decide this request, so it is denied"
+	}
+	if !d.Allowed() {
+		return d, false, d.Message()
+	}
+	if e.plugins.Len() == 0 {
+		return d, true, ""
+	}
+	o := e.plugins.Decide(ctx, input, plugin.PolicyDecision{Allow: d.Allow, Deny: d.Deny, Reason: d.Reason})
+	x.plugins = o.Verdicts
+	if o.Denied {
+		d.Deny = []string{o.Reason}
+		return d, false, o.Reason
+	}
+	return d, true, ""
 }
 
 // audit writes the decision record: one per authorization decision, on
@@ -93,7 +127,7 @@ func (e *Edge) audit(r *http.Request, x *exchange, direction string, allowed boo
 		MCPVersion: r.Header.Get("Mcp-Protocol-Version"), Session: r.Header.Get(headerSession),
 		Direction: direction, Kind: x.kind, Method: x.method, Target: x.target,
 		Arguments: arguments(x), Decision: decision, Reason: reason, PolicyRevision: revision,
-		TokenID: x.tokenID, LatencyMicros: took.Microseconds(),
+		TokenID: x.tokenID, LatencyMicros: took.Microseconds(), Plugins: x.plugins,
 	}
 	if err := e.auditLog.Write(rec); err != nil {
 		e.metrics.auditErrors.Inc()

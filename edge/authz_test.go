@@ -2,12 +2,15 @@ package edge_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +21,7 @@ import (
 	"github.com/airlockhq/airlock/edge"
 	"github.com/airlockhq/airlock/examples/demoserver"
 	"github.com/airlockhq/airlock/pkg/audit"
+	"github.com/airlockhq/airlock/pkg/plugin"
 	"github.com/airlockhq/airlock/pkg/token"
 )
 
@@ -292,5 +296,54 @@ func TestAuditFailureDenies(t *testing.T) {
 	}
 	if up.rec.requests.Load() != 0 {
 		t.Error("a request whose decision was not recorded reached the upstream")
+	}
+}
+
+// buildPlugin builds a plugin program once per test binary.
+var buildPlugin = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "airlock-edge-plugins")
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "argguard")
+	cmd := exec.Command("go", "build", "-o", out, "../plugins/argguard")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building argguard: %v\n%s", err, msg)
+	}
+	return out, nil
+})
+
+func TestPluginVetoesThroughTheChain(t *testing.T) {
+	path, err := buildPlugin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := plugin.FileSHA256(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := newEnv(t)
+	e := v.startEdge([]edge.Resource{{Name: "demo", Connectors: []string{"c1"}}}, func(c *edge.Config) {
+		c.Plugins = []plugin.Config{{Name: "argguard", Path: path, SHA256: sum}}
+	})
+	up := v.startUpstream(false)
+	v.startConnector(e, "c1", []connector.Resource{{Name: "demo", URL: up.url}}, nil)
+	ctx := testContext(t)
+	cs := connectMCP(t, httpClient(t, v.agentTLS("alice")), mcpURL(e, "demo"), nil)
+
+	if got := textOf(t, call(t, cs, "echo", map[string]any{"text": "fine"})); got != "fine" {
+		t.Errorf("echo = %q", got)
+	}
+	calls := up.stats.Calls()
+	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "AKIAABCDEFGHIJKLMNOP"}})
+	if err == nil || !strings.Contains(err.Error(), "argument text carries an AWS access key (plugin argguard)") {
+		t.Errorf("echo of an access key = %v, want the plugin's reason", err)
+	}
+	if up.stats.Calls() != calls {
+		t.Error("a call the plugin vetoed reached the upstream")
+	}
+	recs, _, _ := audit.Tail(filepath.Join(v.dataDir, "audit.jsonl"), 0)
+	if last := recs[len(recs)-1]; last.Decision != "deny" || !slices.Contains(last.Plugins, "argguard: deny") {
+		t.Errorf("audit record of the veto = %+v", last)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/airlockhq/airlock/certs"
 	"github.com/airlockhq/airlock/pkg/audit"
 	"github.com/airlockhq/airlock/pkg/config"
+	"github.com/airlockhq/airlock/pkg/plugin"
 	"github.com/airlockhq/airlock/pkg/token"
 	"github.com/airlockhq/airlock/pkg/tunnel"
 )
@@ -104,6 +105,9 @@ type Config struct {
 	// AuditFailOpen lets requests through when their decision cannot be
 	// written to the audit file. Default false: such requests are denied.
 	AuditFailOpen bool `yaml:"audit_fail_open"`
+	// Plugins are policy plugins (docs/plugins.md): programs the edge
+	// starts, checks by SHA-256, and asks about every request. Default none.
+	Plugins []plugin.Config `yaml:"plugins"`
 	// QUIC tunes the tunnel transport; see [tunnel.QUICSettings].
 	QUIC tunnel.QUICSettings `yaml:"quic"`
 	// Resources are the MCP resources this edge serves.
@@ -159,6 +163,9 @@ func LoadConfig(file string, overrides ...func(*Config)) (Config, error) {
 	}
 	if c.AuditFile != "" && c.AuditFile != "off" {
 		c.AuditFile = config.Resolve(file, c.AuditFile)
+	}
+	for i := range c.Plugins {
+		c.Plugins[i].Path = config.Resolve(file, c.Plugins[i].Path)
 	}
 	for _, o := range overrides {
 		o(&c)
@@ -245,6 +252,7 @@ func (c Config) Validate() error {
 	if c.AccessTokenLifetime < 10*time.Second || c.AccessTokenLifetime > MaxAccessTokenLifetime {
 		errs = append(errs, fmt.Errorf("access_token_lifetime %s outside [10s, %s]", c.AccessTokenLifetime, MaxAccessTokenLifetime))
 	}
+	errs = append(errs, validatePlugins(c.Plugins)...)
 	if c.TokenSigningAlg != token.AlgES256 && c.TokenSigningAlg != token.AlgEdDSA {
 		errs = append(errs, fmt.Errorf("token_signing_alg %q is not %s or %s", c.TokenSigningAlg, token.AlgES256, token.AlgEdDSA))
 	}
@@ -309,6 +317,28 @@ func (c Config) validateResources() []error {
 			if !certs.ValidName(n) {
 				errs = append(errs, fmt.Errorf("resources[%d].connectors[%d] %q is not a valid connector name", i, j, n))
 			}
+		}
+	}
+	return errs
+}
+
+// validatePlugins checks each plugin's name, executable and checksum.
+func validatePlugins(list []plugin.Config) []error {
+	var errs []error
+	seen := map[string]bool{}
+	for i, p := range list {
+		if p.Name == "" || seen[p.Name] {
+			errs = append(errs, fmt.Errorf("plugins[%d].name %q is empty or used twice", i, p.Name))
+		}
+		seen[p.Name] = true
+		if _, err := os.Stat(p.Path); err != nil {
+			errs = append(errs, fmt.Errorf("plugins[%d].path: %w", i, err))
+		}
+		if len(p.SHA256) != 64 {
+			errs = append(errs, fmt.Errorf("plugins[%d].sha256 must be the 64 hex digits of sha256sum %s", i, p.Path))
+		}
+		if p.Timeout < 0 {
+			errs = append(errs, fmt.Errorf("plugins[%d].timeout must not be negative", i))
 		}
 	}
 	return errs

@@ -25,6 +25,7 @@ import (
 	"github.com/airlockhq/airlock/certs"
 	"github.com/airlockhq/airlock/pkg/audit"
 	"github.com/airlockhq/airlock/pkg/logkey"
+	"github.com/airlockhq/airlock/pkg/plugin"
 	"github.com/airlockhq/airlock/pkg/policy"
 	"github.com/airlockhq/airlock/pkg/store"
 	"github.com/airlockhq/airlock/pkg/token"
@@ -75,6 +76,7 @@ type Edge struct {
 	// does auditLog unless audit_file is off.
 	access   *slog.Logger
 	auditLog *audit.Log
+	plugins  *plugin.Host
 	verifier *token.Verifier
 	tokens   tokenCache
 	// keysGen counts key changes, so that a tunnel acknowledged with an
@@ -144,6 +146,11 @@ func New(cfg Config, logger *slog.Logger) (*Edge, error) {
 			return nil, err
 		}
 	}
+	plugins, err := plugin.Start(cfg.Plugins, logger)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	reg := newRegistry()
 	e := &Edge{
 		cfg:       cfg,
@@ -165,6 +172,7 @@ func New(cfg Config, logger *slog.Logger) (*Edge, error) {
 		policy:    pol,
 		access:    logger.With(logkey.Component, "edge.access"),
 		auditLog:  auditLog,
+		plugins:   plugins,
 	}
 	pol.OnReload = e.policyReloaded
 	e.verifier = &token.Verifier{Keys: keys, MaxLifetime: MaxAccessTokenLifetime, Leeway: tokenLeeway,
@@ -355,6 +363,7 @@ func (e *Edge) Shutdown(ctx context.Context) error {
 	if e.auditLog != nil {
 		e.auditLog.Close()
 	}
+	e.plugins.Close()
 	if err := e.store.Close(); err != nil {
 		e.logger.Warn("closing store failed", logkey.Error, err)
 	}

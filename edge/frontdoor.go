@@ -159,6 +159,8 @@ type exchange struct {
 	kind   string
 	msgID  json.RawMessage
 	params json.RawMessage
+	// plugins are the plugins' verdicts, for the audit record.
+	plugins []string
 }
 
 func newRequestID() string {

@@ -24,6 +24,7 @@ type metrics struct {
 	policyErrors  prometheus.Counter
 	policyReloads *prometheus.CounterVec
 	auditErrors   prometheus.Counter
+	pluginErrors  prometheus.Counter
 	tunnels       prometheus.GaugeFunc
 	connectors    prometheus.GaugeFunc
 }
@@ -69,6 +70,10 @@ func newMetrics(r *registry) *metrics {
 			Name: "airlock_policy_reloads_total",
 			Help: "Policy reloads by result (ok, failed: the last good policy stays).",
 		}, []string{"result"}),
+		pluginErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "airlock_plugin_errors_total",
+			Help: "Plugin calls that failed, timed out or found the plugin down (each a denial).",
+		}),
 		auditErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "airlock_edge_audit_errors_total",
 			Help: "Decision records the audit file could not take (each a denial unless audit_fail_open).",
@@ -87,7 +92,7 @@ func newMetrics(r *registry) *metrics {
 		Help: "Connector processes with at least one tunnel up.",
 	}, func() float64 { _, n := r.counts(); return float64(n) })
 	m.reg.MustRegister(m.requests, m.latency, m.bytes, m.inFlight, m.refusals, m.tokens,
-		m.decisions, m.policyEval, m.policyErrors, m.policyReloads, m.auditErrors, m.tunnels, m.connectors,
+		m.decisions, m.policyEval, m.policyErrors, m.policyReloads, m.auditErrors, m.pluginErrors, m.tunnels, m.connectors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

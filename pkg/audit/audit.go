@@ -33,6 +33,7 @@ type Record struct {
 	Reason         string         `json:"reason,omitempty"`
 	PolicyRevision string         `json:"policy_revision,omitempty"`
 	TokenID        string         `json:"token_id,omitempty"`
+	Plugins        []string       `json:"plugins,omitempty"`
 	LatencyMicros  int64          `json:"latency_us"`
 }
 

@@ -1,0 +1,177 @@
+package plugin
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// binaries are the plugin programs the tests build once.
+var binaries = map[string]string{}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "airlock-plugins")
+	if err != nil {
+		panic(err)
+	}
+	for name, pkg := range map[string]string{
+		"faulty":   "./testdata/faulty",
+		"argguard": "../../plugins/argguard",
+	} {
+		out := filepath.Join(dir, name)
+		cmd := exec.Command("go", "build", "-o", out, pkg)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			panic("building " + pkg + ": " + err.Error())
+		}
+		binaries[name] = out
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func config(t testing.TB, name string, args ...string) Config {
+	t.Helper()
+	sum, err := FileSHA256(binaries[name])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Config{Name: name, Path: binaries[name], SHA256: sum, Args: args}
+}
+
+func callInput(tool string, args map[string]any) map[string]any {
+	return map[string]any{
+		"agent": map[string]any{"id": "spiffe://airlock.local/agent/alice"},
+		"mcp":   map[string]any{"method": "tools/call", "tool": tool, "arguments": args},
+	}
+}
+
+func startHost(t *testing.T, cfgs ...Config) *Host {
+	t.Helper()
+	h, err := Start(cfgs, nil)
+	if err != nil {
+		t.Fatalf("Start() = %v", err)
+	}
+	t.Cleanup(h.Close)
+	return h
+}
+
+func TestVerdicts(t *testing.T) {
+	h := startHost(t, config(t, "faulty"))
+	ctx := t.Context()
+	if o := h.Decide(ctx, callInput("echo", nil), PolicyDecision{Allow: true}); o.Denied {
+		t.Errorf("Decide(echo) = %+v, want allowed", o)
+	}
+	if o := h.Decide(ctx, callInput("deny", nil), PolicyDecision{Allow: true}); !o.Denied || o.Reason != "faulty says no (plugin faulty)" {
+		t.Errorf("Decide(deny) = %+v", o)
+	}
+	if o := h.Decide(ctx, callInput("malformed", nil), PolicyDecision{Allow: true}); !o.Denied || !strings.Contains(o.Reason, "no verdict") {
+		t.Errorf("Decide(malformed) = %+v", o)
+	}
+	attrs, err := h.Enrich(ctx, callInput("echo", nil))
+	if err != nil || attrs["faulty"].(map[string]any)["team"] != "blue" {
+		t.Errorf("Enrich() = %v, %v", attrs, err)
+	}
+}
+
+// within fails the test if fn takes longer than d: a fault must be a deny
+// within the plugin's deadline, not after the OS notices.
+func within(t *testing.T, d time.Duration, what string, fn func()) {
+	t.Helper()
+	start := time.Now()
+	fn()
+	if took := time.Since(start); took > d {
+		t.Errorf("%s took %s, want at most %s", what, took, d)
+	}
+}
+
+func TestFaultsDenyWithinDeadline(t *testing.T) {
+	before := runtime.NumGoroutine()
+	h, err := Start([]Config{config(t, "faulty")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	for _, tool := range []string{"crash", "hang"} {
+		var o Outcome
+		within(t, 2*time.Second, tool, func() { o = h.Decide(ctx, callInput(tool, nil), PolicyDecision{Allow: true}) })
+		if !o.Denied || !strings.Contains(o.Reason, "plugin faulty failed") {
+			t.Errorf("Decide(%s) = %+v, want a deny", tool, o)
+		}
+	}
+	// While it restarts every request is denied; then it serves again.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		o := h.Decide(ctx, callInput("echo", nil), PolicyDecision{Allow: true})
+		if !o.Denied {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the plugin did not come back after its crash: %+v", o)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	h.Close()
+	// go-plugin's own goroutines wind down shortly after the kill.
+	deadline = time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before+2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before+2 {
+		t.Errorf("%d goroutines after Close, %d before", n, before)
+	}
+}
+
+func TestWrongChecksumRefused(t *testing.T) {
+	c := config(t, "faulty")
+	c.SHA256 = strings.Repeat("00", 32)
+	if _, err := Start([]Config{c}, nil); err == nil || !strings.Contains(err.Error(), "checksum") {
+		t.Errorf("Start() with a wrong checksum = %v", err)
+	}
+	c.SHA256 = "nope"
+	if _, err := Start([]Config{c}, nil); err == nil || !strings.Contains(err.Error(), "not a hex SHA-256") {
+		t.Errorf("Start() with a malformed checksum = %v", err)
+	}
+}
+
+func TestArgguard(t *testing.T) {
+	h := startHost(t, config(t, "argguard", "-allow-prefix", "/srv/shared/"))
+	ctx := t.Context()
+	tests := []struct {
+		name   string
+		args   map[string]any
+		denied string
+	}{
+		{"clean", map[string]any{"path": "/srv/shared/a.txt", "q": "hello"}, ""},
+		{"private key", map[string]any{"note": "-----BEGIN OPENSSH PRIVATE KEY-----\nabc"}, "carries a private key"},
+		{"AWS key deep", map[string]any{"cfg": map[string]any{"list": []any{"AKIAABCDEFGHIJKLMNOP"}}}, "cfg.list[0] carries an AWS access key"},
+		{"path outside", map[string]any{"path": "/etc/shadow"}, "outside the allowed paths"},
+		{"path climbing out", map[string]any{"path": "/srv/shared/../../etc/shadow"}, "outside the allowed paths"},
+	}
+	for _, tt := range tests {
+		o := h.Decide(ctx, callInput("read_file", tt.args), PolicyDecision{Allow: true})
+		if (tt.denied == "") == o.Denied || !strings.Contains(o.Reason, tt.denied) {
+			t.Errorf("%s: Decide() = %+v, want denied %q", tt.name, o, tt.denied)
+		}
+	}
+}
+
+func BenchmarkDecideRoundTrip(b *testing.B) {
+	h, err := Start([]Config{config(b, "faulty")}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	in := callInput("echo", map[string]any{"text": "hi"})
+	for b.Loop() {
+		if o := h.Decide(context.Background(), in, PolicyDecision{Allow: true}); o.Denied {
+			b.Fatal(o.Reason)
+		}
+	}
+}
