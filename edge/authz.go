@@ -123,7 +123,7 @@ func (e *Edge) audit(r *http.Request, x *exchange, direction string, allowed boo
 		return nil
 	}
 	rec := audit.Record{
-		Time: time.Now().UTC(), RequestID: x.id, Agent: x.agent.String(), Resource: x.resource,
+		Time: time.Now().UTC(), RequestID: x.id, Agent: x.agent.String(), Resource: x.resource, Connector: x.connector,
 		MCPVersion: r.Header.Get("Mcp-Protocol-Version"), Session: r.Header.Get(headerSession),
 		Direction: direction, Kind: x.kind, Method: x.method, Target: x.target,
 		Arguments: arguments(x), Decision: decision, Reason: reason, PolicyRevision: revision,
@@ -155,7 +155,7 @@ func (e *Edge) policyInput(r *http.Request, x *exchange) map[string]any {
 	return map[string]any{
 		"version":  InputVersion,
 		"agent":    e.agentInput(x),
-		"resource": map[string]any{"name": x.resource, "connectors": e.resources[x.resource].Connectors},
+		"resource": map[string]any{"name": x.resource, "connector": x.connector, "connectors": e.resources[x.resource].Connectors},
 		"mcp":      mcpInput(r, x),
 		"http": map[string]any{
 			"method":      r.Method,

@@ -161,6 +161,8 @@ type exchange struct {
 	params json.RawMessage
 	// plugins are the plugins' verdicts, for the audit record.
 	plugins []string
+	// connector will carry the request, once picked.
+	connector string
 }
 
 func newRequestID() string {
@@ -195,11 +197,17 @@ func (e *Edge) serveMCP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, ok := e.readBody(w, r, x)
-	if !ok || !e.readMessage(w, r, x, body) || !e.checkScope(w, x, x.method, x.target) || !e.decide(w, r, x) {
+	if !ok || !e.readMessage(w, r, x, body) || !e.checkScope(w, x, x.method, x.target) {
 		return
 	}
+	// The connector is chosen first so that the policy and the audit
+	// record know it; nothing is sent before the decision.
 	l, ok := e.pickLink(w, r, x)
 	if !ok {
+		return
+	}
+	x.connector = l.connector
+	if !e.decide(w, r, x) {
 		return
 	}
 	e.forward(w, r, x, l, body)

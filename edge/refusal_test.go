@@ -287,3 +287,48 @@ func metricValue(t *testing.T, e *edge.Edge, name string) float64 {
 	}
 	return sum
 }
+
+// TestMalformedBodiesRefused sends every kind of body the strict parser
+// refuses through a real edge; a recording upstream proves none of them
+// reached it.
+func TestMalformedBodiesRefused(t *testing.T) {
+	v, e, up := demoEnv(t, true, func(c *edge.Config) { c.MaxBodyBytes = 4096 }, nil)
+	client := httpClient(t, v.agentTLS("alice"))
+	ctx := testContext(t)
+	deep := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":` +
+		strings.Repeat("[", 70) + strings.Repeat("]", 70) + `}}}`
+	tests := []struct {
+		name   string
+		body   string
+		status int
+		want   string
+	}{
+		{"batch", `[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a"}}}]`, 400, "batches are not accepted"},
+		{"duplicate key", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","name":"read_file"}}`, 400, "appears twice"},
+		{"case-variant key", `{"jsonrpc":"2.0","id":1,"method":"tools/call","Params":{"name":"read_file"},"params":{"name":"echo"}}`, 400, "appears twice"},
+		{"case variant of a schema key", `{"jsonrpc":"2.0","id":1,"method":"tools/call","Params":{"name":"echo"}}`, 400, "only in case"},
+		{"trailing data", `{"jsonrpc":"2.0","id":1,"method":"ping"}{"jsonrpc":"2.0","id":2,"method":"ping"}`, 400, "after the JSON-RPC message"},
+		{"invalid UTF-8", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\xff\"}}", 400, "UTF-8"},
+		{"too deep", deep, 400, "deeper than 64"},
+		{"oversize", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"` + strings.Repeat("x", 5000) + `"}}}`, 413, "limit"},
+		{"params of the wrong type", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["echo"]}`, 400, "must be an object"},
+		{"request as a notification", `{"jsonrpc":"2.0","method":"tools/call","params":{"name":"echo"}}`, 400, "needs an id"},
+		{"wrong jsonrpc", `{"jsonrpc":"1.0","id":1,"method":"ping"}`, 400, `"2.0"`},
+		{"not JSON", `{"jsonrpc":"2.0",`, 400, "not valid JSON"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body, err := rpc(t, ctx, client, mcpURL(e, "demo"), tt.body, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tt.status || !strings.Contains(string(body), tt.want) ||
+				!strings.Contains(string(body), `"jsonrpc":"2.0"`) {
+				t.Errorf("status %d body %s, want %d naming %q", resp.StatusCode, body, tt.status, tt.want)
+			}
+		})
+	}
+	if n := up.rec.requests.Load(); n != 0 {
+		t.Errorf("%d malformed requests reached the upstream", n)
+	}
+}

@@ -22,6 +22,7 @@ type Record struct {
 	RequestID      string         `json:"request_id"`
 	Agent          string         `json:"agent"`
 	Resource       string         `json:"resource"`
+	Connector      string         `json:"connector,omitempty"`
 	MCPVersion     string         `json:"mcp_version,omitempty"`
 	Session        string         `json:"session,omitempty"`
 	Direction      string         `json:"direction"`

@@ -49,13 +49,15 @@ type running struct {
 	logger *slog.Logger
 
 	// mu guards the fields below.
-	mu      sync.Mutex
-	client  *hplugin.Client
-	rpc     *client
-	desc    Description
-	downErr error // why it is not running
-	retryAt time.Time
-	backoff time.Duration
+	mu       sync.Mutex
+	client   *hplugin.Client
+	rpc      *client
+	desc     Description
+	downErr  error // why it is not running
+	retryAt  time.Time
+	backoff  time.Duration
+	starting bool // a restart is under way
+	closed   bool // Close was called: start nothing more
 }
 
 // Host runs the edge's plugins. It is safe for concurrent use.
@@ -130,6 +132,11 @@ func (r *running) start() error {
 		return err
 	}
 	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		cl.Kill()
+		return errors.New("the host was closed while the plugin started")
+	}
 	r.client, r.rpc, r.desc, r.downErr = cl, c, desc, nil
 	r.mu.Unlock()
 	r.logger.Info("plugin started", "enrich", desc.Enrich, "decide", desc.Decide)
@@ -162,36 +169,46 @@ func (r *running) conn() (*client, Description, error) {
 		r.retryAt = time.Now().Add(r.backoff)
 		r.logger.Error("plugin exited; restarting with backoff", "backoff", r.backoff)
 	}
-	if time.Now().Before(r.retryAt) {
+	if r.starting || r.closed || time.Now().Before(r.retryAt) {
 		return nil, r.desc, r.downErr
 	}
+	r.starting = true
 	r.retryAt = time.Now().Add(r.backoff)
 	r.backoff = min(r.backoff*2, restartMax)
 	go func() {
-		if err := r.start(); err != nil {
+		err := r.start()
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.starting = false
+		if err != nil {
 			r.logger.Error("plugin restart failed", logkey.Error, err)
-			r.mu.Lock()
 			r.downErr = fmt.Errorf("restarting: %w", err)
-			r.mu.Unlock()
 			return
 		}
-		r.mu.Lock()
 		r.backoff = restartInitial
-		r.mu.Unlock()
 	}()
 	return nil, r.desc, r.downErr
 }
 
 // failed handles a failed call: a process that died is restarted at the
-// next call, one that hung is killed.
+// next call; one that missed its deadline is killed in the background
+// (go-plugin gives it time to exit, which the request must not wait for)
+// and restarted with backoff.
 func (r *running) failed(err error) {
-	if errors.Is(err, context.DeadlineExceeded) {
-		r.mu.Lock()
-		if r.client != nil {
-			r.logger.Error("plugin missed its deadline; killing it", logkey.Error, err)
-			r.client.Kill()
-		}
-		r.mu.Unlock()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		return
+	}
+	r.mu.Lock()
+	cl := r.client
+	if cl != nil {
+		r.client, r.rpc = nil, nil
+		r.downErr = errRestarting
+		r.retryAt = time.Now().Add(r.backoff)
+	}
+	r.mu.Unlock()
+	if cl != nil {
+		r.logger.Error("plugin missed its deadline; killing it", logkey.Error, err)
+		go cl.Kill()
 	}
 }
 
@@ -285,6 +302,7 @@ func (h *Host) Close() {
 	}
 	for _, r := range h.plugins {
 		r.mu.Lock()
+		r.closed = true
 		if r.client != nil {
 			r.client.Kill()
 		}

@@ -105,7 +105,8 @@ type Engine struct {
 	OnReload func(revision string, err error)
 }
 
-// New returns an engine for the policy folder dir and loads it. A folder
+// New returns an engine for the policy at dir, a folder or an OPA bundle
+// file (.tar.gz), and loads it. A folder
 // that does not compile, or has no file of package airlock.authz, is an
 // error that names the file and line; the engine is returned anyway and
 // denies everything until a reload succeeds.
@@ -245,17 +246,25 @@ func isTestFile(name string) bool { return strings.HasSuffix(name, "_test.rego")
 
 // compile loads and prepares the folder's policy.
 func compile(ctx context.Context, dir string) (*compiled, error) {
-	if _, err := os.Stat(dir); err != nil {
-		return nil, fmt.Errorf("loading policy folder: %w", err)
-	}
-	res, err := loader.NewFileLoader().WithRegoVersion(ast.RegoV1).Filtered([]string{dir},
-		func(_ string, info fs.FileInfo, _ int) bool { return !info.IsDir() && isTestFile(info.Name()) })
+	modules, data, err := load(dir)
 	if err != nil {
-		return nil, fmt.Errorf("loading policy folder %s: %w", dir, err)
+		return nil, err
+	}
+	// A policy folder that carries its own tests must pass them before it
+	// decides anything.
+	if hasTests(dir) {
+		var out strings.Builder
+		_, failed, err := Test(ctx, dir, &out, false)
+		if err != nil {
+			return nil, err
+		}
+		if failed > 0 {
+			return nil, fmt.Errorf("policy %s fails %d of its own tests (airlock policy test %s):\n%s", dir, failed, dir, out.String())
+		}
 	}
 	opts := []func(*rego.Rego){
 		rego.SetRegoVersion(ast.RegoV1),
-		rego.Store(inmem.NewFromObject(res.Documents)),
+		rego.Store(inmem.NewFromObject(data)),
 		// A builtin that fails (a division by zero, a bad regex) is an
 		// error, not an undefined value a policy could mistake for "no
 		// objection": the request is denied.
@@ -263,7 +272,7 @@ func compile(ctx context.Context, dir string) (*compiled, error) {
 	}
 	var files []string
 	found := false
-	for name, m := range res.ParsedModules() {
+	for name, m := range modules {
 		opts = append(opts, rego.ParsedModule(m))
 		files = append(files, name)
 		found = found || m.Package.Path.String() == "data."+Package
@@ -284,10 +293,57 @@ func compile(ctx context.Context, dir string) (*compiled, error) {
 	return &compiled{query: prepared[0], decide: prepared[1], reason: prepared[2], revision: rev, files: files}, nil
 }
 
+// hasTests reports whether the policy folder dir holds *_test.rego files.
+func hasTests(dir string) bool {
+	found := false
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && isTestFile(d.Name()) {
+			found = true
+			return fs.SkipAll
+		}
+		return nil
+	})
+	return found
+}
+
+// load reads the policy at path: a folder of .rego and data files, or an
+// OPA bundle (a .tar.gz file built with `opa build`).
+func load(path string) (map[string]*ast.Module, map[string]any, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("loading policy: %w", err)
+	}
+	fl := loader.NewFileLoader().WithRegoVersion(ast.RegoV1)
+	if !info.IsDir() {
+		b, err := fl.AsBundle(path)
+		if err != nil {
+			return nil, nil, fmt.Errorf("loading policy bundle %s: %w", path, err)
+		}
+		modules := map[string]*ast.Module{}
+		for _, m := range b.Modules {
+			if !isTestFile(m.Path) {
+				modules[m.Path] = m.Parsed
+			}
+		}
+		return modules, b.Data, nil
+	}
+	res, err := fl.Filtered([]string{path},
+		func(_ string, info fs.FileInfo, _ int) bool { return !info.IsDir() && isTestFile(info.Name()) })
+	if err != nil {
+		return nil, nil, fmt.Errorf("loading policy folder %s: %w", path, err)
+	}
+	return res.ParsedModules(), res.Documents, nil
+}
+
 // fingerprint hashes the names and contents of the folder's policy and
 // data files: the revision, and what Watch compares.
 func fingerprint(dir string) (string, error) {
 	h := sha256.New()
+	if info, err := os.Stat(dir); err == nil && !info.IsDir() {
+		data, err := os.ReadFile(dir)
+		h.Write(data)
+		return hex.EncodeToString(h.Sum(nil))[:12], err
+	}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/open-policy-agent/opa/v1/bundle"
 )
 
 const basePolicy = `package airlock.authz
@@ -55,7 +58,9 @@ func TestEval(t *testing.T) {
 	e, _ := newEngine(t, map[string]string{
 		"authz.rego":      basePolicy,
 		"data.json":       `{"tools": {"alice": ["read_file", "echo"]}}`,
-		"authz_test.rego": "package airlock.authz\n\ntest_broken if { this_is_not_defined }\n",
+		// Loaded for the tests that guard reloads, never for decisions:
+		// its rule would otherwise join the package.
+		"authz_test.rego": "package airlock.authz\n\ntest_alice_has_echo if \"echo\" in data.tools.alice\n\nallow if true\n",
 	})
 	tests := []struct {
 		name        string
@@ -208,5 +213,52 @@ func TestExplain(t *testing.T) {
 	joined := strings.Join(x.Rules, "\n")
 	if !strings.Contains(joined, "deny at") || !strings.Contains(joined, "allow at") {
 		t.Errorf("Explain() rules = %v, want the allow and deny rules that fired", x.Rules)
+	}
+}
+
+func TestBundle(t *testing.T) {
+	var buf bytes.Buffer
+	b := bundle.Bundle{
+		Data: map[string]any{"grants": map[string]any{"tools": map[string]any{"alice": []any{"echo"}}}},
+		Modules: []bundle.ModuleFile{{
+			URL:  "/authz.rego",
+			Path: "/authz.rego",
+			Raw:  []byte("package airlock.authz\n\nallow if input.mcp.tool in data.grants.tools[input.agent.name]\n"),
+		}},
+	}
+	if err := bundle.NewWriter(&buf).Write(b); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "bundle.tar.gz")
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(t.Context(), path, nil)
+	if err != nil {
+		t.Fatalf("New(bundle) = %v", err)
+	}
+	if d, err := e.Eval(t.Context(), input("alice", "echo", "")); err != nil || !d.Allowed() {
+		t.Errorf("Eval() from a bundle = %+v, %v", d, err)
+	}
+	if d, _ := e.Eval(t.Context(), input("bob", "echo", "")); d.Allowed() {
+		t.Error("the bundle's policy allowed bob")
+	}
+}
+
+func TestReloadRefusesFailingTests(t *testing.T) {
+	e, dir := newEngine(t, map[string]string{
+		"authz.rego":      basePolicy,
+		"data.json":       `{"tools": {"alice": ["echo"]}}`,
+		"authz_test.rego": "package airlock.authz_test\n\nimport data.airlock.authz\n\ntest_alice_echo if authz.allow with input as {\"agent\": {\"name\": \"alice\"}, \"mcp\": {\"tool\": \"echo\", \"arguments\": {}}}\n",
+	})
+	good := e.Revision()
+	// Data that breaks the policy's own test: refused, the last good stays.
+	writeFiles(t, dir, map[string]string{"data.json": `{"tools": {"alice": []}}`})
+	err := e.Reload(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "fails 1 of its own tests") {
+		t.Fatalf("Reload() = %v, want refused for a failing test", err)
+	}
+	if e.Revision() != good {
+		t.Error("a policy failing its tests replaced the last good one")
 	}
 }
