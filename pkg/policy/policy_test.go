@@ -56,8 +56,8 @@ func input(agent, tool, path string) map[string]any {
 
 func TestEval(t *testing.T) {
 	e, _ := newEngine(t, map[string]string{
-		"authz.rego":      basePolicy,
-		"data.json":       `{"tools": {"alice": ["read_file", "echo"]}}`,
+		"authz.rego": basePolicy,
+		"data.json":  `{"tools": {"alice": ["read_file", "echo"]}}`,
 		// Loaded for the tests that guard reloads, never for decisions:
 		// its rule would otherwise join the package.
 		"authz_test.rego": "package airlock.authz\n\ntest_alice_has_echo if \"echo\" in data.tools.alice\n\nallow if true\n",
