@@ -1,7 +1,12 @@
 package edge_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +21,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/open-policy-agent/opa/v1/bundle"
 
 	"github.com/airlockhq/airlock/connector"
 	"github.com/airlockhq/airlock/edge"
@@ -346,4 +352,50 @@ func TestPluginVetoesThroughTheChain(t *testing.T) {
 	if last := recs[len(recs)-1]; last.Decision != "deny" || !slices.Contains(last.Plugins, "argguard: deny") {
 		t.Errorf("audit record of the veto = %+v", last)
 	}
+}
+
+func TestPolicyFromSignedBundleServer(t *testing.T) {
+	key, _ := rsa.GenerateKey(rand.Reader, 2048)
+	sign := func(tool string) []byte {
+		b := bundle.Bundle{Data: map[string]any{}, Modules: []bundle.ModuleFile{{
+			URL: "/authz.rego", Path: "/authz.rego",
+			Raw: []byte("package airlock.authz\n\nallow if input.mcp.kind != \"request\"\n\nallow if input.mcp.method != \"tools/call\"\n\nallow if input.mcp.tool == \"" + tool + "\"\n"),
+		}}}
+		pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+		if err := b.GenerateSignature(bundle.NewSigningConfig(string(pemKey), "RS256", ""), "airlock", false); err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if err := bundle.NewWriter(&buf).Write(b); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	var served atomic.Value
+	served.Store(sign("echo"))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(served.Load().([]byte)) }))
+	t.Cleanup(srv.Close)
+	pub, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	keyFile := filepath.Join(t.TempDir(), "signer.pem")
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o644)
+
+	v := newEnv(t)
+	e := v.startEdge([]edge.Resource{{Name: "demo", Connectors: []string{"c1"}}}, func(c *edge.Config) {
+		c.PolicyBundle = &edge.BundleSource{URL: srv.URL, PublicKeyFile: keyFile, Poll: 50 * time.Millisecond}
+		c.PolicyDir = ""
+		c.PolicyReloadInterval = 20 * time.Millisecond
+	})
+	up := v.startUpstream(true)
+	v.startConnector(e, "c1", []connector.Resource{{Name: "demo", URL: up.url}}, nil)
+	ctx := testContext(t)
+	client := httpClient(t, v.agentTLS("alice"))
+	if r := oneEcho(t, ctx, client, mcpURL(e, "demo"), 1); !r.ok() {
+		t.Fatalf("echo under the bundle that allows it: %+v", r)
+	}
+	// The server publishes a bundle that no longer allows echo.
+	served.Store(sign("read_file"))
+	waitFor(t, "the new bundle to take effect", func() bool {
+		_, body, _ := rpc(t, ctx, client, mcpURL(e, "demo"), echoCall(2, "x"), nil)
+		return strings.Contains(string(body), "denied by policy")
+	})
 }

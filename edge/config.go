@@ -91,6 +91,9 @@ type Config struct {
 	// package airlock.authz and their data documents (docs/policy.md).
 	// Default <data_dir>/policy, which `airlock edge init` creates.
 	PolicyDir string `yaml:"policy_dir"`
+	// PolicyBundle, if set, pulls the policy as a signed OPA bundle from a
+	// bundle server instead of policy_dir (fleets of edges, one source).
+	PolicyBundle *BundleSource `yaml:"policy_bundle"`
 	// PolicyReloadInterval is how often the edge looks for changed policy
 	// files and reloads them. Default 1s.
 	PolicyReloadInterval time.Duration `yaml:"policy_reload_interval"`
@@ -112,6 +115,20 @@ type Config struct {
 	QUIC tunnel.QUICSettings `yaml:"quic"`
 	// Resources are the MCP resources this edge serves.
 	Resources []Resource `yaml:"resources"`
+}
+
+// BundleSource is a bundle server the edge pulls its policy from.
+type BundleSource struct {
+	// URL is the bundle's address. Required.
+	URL string `yaml:"url"`
+	// PublicKeyFile holds the PEM public key that signs the bundle (OPA
+	// bundle signing); unsigned or foreign-signed bundles are refused.
+	// Required.
+	PublicKeyFile string `yaml:"public_key_file"`
+	// Algorithm is the signature algorithm. Default RS256.
+	Algorithm string `yaml:"algorithm"`
+	// Poll is how often the edge asks for a new bundle. Default 30s.
+	Poll time.Duration `yaml:"poll"`
 }
 
 // Resource is one MCP endpoint, /mcp/<name>, and the connectors that may
@@ -167,6 +184,9 @@ func LoadConfig(file string, overrides ...func(*Config)) (Config, error) {
 	for i := range c.Plugins {
 		c.Plugins[i].Path = config.Resolve(file, c.Plugins[i].Path)
 	}
+	if c.PolicyBundle != nil {
+		c.PolicyBundle.PublicKeyFile = config.Resolve(file, c.PolicyBundle.PublicKeyFile)
+	}
 	for _, o := range overrides {
 		o(&c)
 	}
@@ -204,6 +224,15 @@ func (c Config) WithDefaults() Config {
 	setDur(&c.MaxJoinTokenTTL, DefaultMaxJoinTokenTTL)
 	setDur(&c.AccessTokenLifetime, DefaultAccessTokenLifetime)
 	set(&c.TokenSigningAlg, token.AlgEdDSA)
+	if c.PolicyBundle != nil {
+		b := *c.PolicyBundle
+		set(&b.Algorithm, "RS256")
+		setDur(&b.Poll, 30*time.Second)
+		c.PolicyBundle = &b
+		if c.DataDir != "" {
+			c.PolicyDir = filepath.Join(c.DataDir, "policy-bundle.tar.gz")
+		}
+	}
 	if c.DataDir != "" {
 		set(&c.PolicyDir, filepath.Join(c.DataDir, "policy"))
 		set(&c.AuditFile, filepath.Join(c.DataDir, "audit.jsonl"))
@@ -253,6 +282,14 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("access_token_lifetime %s outside [10s, %s]", c.AccessTokenLifetime, MaxAccessTokenLifetime))
 	}
 	errs = append(errs, validatePlugins(c.Plugins)...)
+	if b := c.PolicyBundle; b != nil {
+		if u, err := url.Parse(b.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("policy_bundle.url %q is not an http(s) URL", b.URL))
+		}
+		if _, err := os.Stat(b.PublicKeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("policy_bundle.public_key_file: %w", err))
+		}
+	}
 	if c.TokenSigningAlg != token.AlgES256 && c.TokenSigningAlg != token.AlgEdDSA {
 		errs = append(errs, fmt.Errorf("token_signing_alg %q is not %s or %s", c.TokenSigningAlg, token.AlgES256, token.AlgEdDSA))
 	}

@@ -77,6 +77,8 @@ type Edge struct {
 	access   *slog.Logger
 	auditLog *audit.Log
 	plugins  *plugin.Host
+	// fetcher pulls the policy bundle, when policy_bundle is set.
+	fetcher  *policy.Fetcher
 	verifier *token.Verifier
 	tokens   tokenCache
 	// keysGen counts key changes, so that a tunnel acknowledged with an
@@ -134,6 +136,11 @@ func New(cfg Config, logger *slog.Logger) (*Edge, error) {
 		st.Close()
 		return nil, err
 	}
+	fetcher, err := startFetcher(cfg, logger)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	pol, err := policy.New(context.Background(), cfg.PolicyDir, logger)
 	if err != nil {
 		st.Close()
@@ -173,6 +180,7 @@ func New(cfg Config, logger *slog.Logger) (*Edge, error) {
 		access:    logger.With(logkey.Component, "edge.access"),
 		auditLog:  auditLog,
 		plugins:   plugins,
+		fetcher:   fetcher,
 	}
 	pol.OnReload = e.policyReloaded
 	e.verifier = &token.Verifier{Keys: keys, MaxLifetime: MaxAccessTokenLifetime, Leeway: tokenLeeway,
@@ -250,6 +258,9 @@ func (e *Edge) Start(ctx context.Context) error {
 	e.wg.Go(func() { e.serving.renewLoop(runCtx) })
 	e.wg.Go(func() { e.sweepSessions(runCtx) })
 	e.wg.Go(func() { e.policy.Watch(runCtx, e.cfg.PolicyReloadInterval) })
+	if e.fetcher != nil {
+		e.wg.Go(func() { e.fetcher.Run(runCtx, e.cfg.PolicyBundle.Poll) })
+	}
 	e.wg.Go(func() { e.acceptConnectors(runCtx) })
 	e.wg.Go(func() { e.serveHTTP(e.httpSrv, tls.NewListener(e.httpLn, e.httpSrv.TLSConfig), "front door") })
 	if e.opsSrv != nil {
@@ -428,3 +439,28 @@ func (e *Edge) policyReloaded(_ string, err error) {
 
 // Policy returns the edge's policy engine.
 func (e *Edge) Policy() *policy.Engine { return e.policy }
+
+// startFetcher fetches the policy bundle once, when policy_bundle is set.
+// A bundle that cannot be fetched or verified stops the edge unless an
+// earlier one is on disk, which then stays in force.
+func startFetcher(cfg Config, logger *slog.Logger) (*policy.Fetcher, error) {
+	b := cfg.PolicyBundle
+	if b == nil {
+		return nil, nil
+	}
+	key, err := os.ReadFile(b.PublicKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading policy_bundle.public_key_file: %w", err)
+	}
+	f := &policy.Fetcher{URL: b.URL, PublicKey: string(key), Algorithm: b.Algorithm, Dest: cfg.PolicyDir,
+		Client: &http.Client{Timeout: 30 * time.Second}, Logger: logger.With(logkey.Component, "policy.bundle")}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := f.Fetch(ctx); err != nil {
+		if _, statErr := os.Stat(cfg.PolicyDir); statErr != nil {
+			return nil, err
+		}
+		logger.Warn("policy bundle not fetched at start; using the last one", logkey.Error, err)
+	}
+	return f, nil
+}

@@ -3,10 +3,17 @@ package policy
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -260,5 +267,65 @@ func TestReloadRefusesFailingTests(t *testing.T) {
 	}
 	if e.Revision() != good {
 		t.Error("a policy failing its tests replaced the last good one")
+	}
+}
+
+// signedBundle returns a bundle whose policy allows tool, signed with key.
+func signedBundle(t *testing.T, tool string, key *rsa.PrivateKey) []byte {
+	t.Helper()
+	b := bundle.Bundle{
+		Data: map[string]any{},
+		Modules: []bundle.ModuleFile{{
+			URL: "/authz.rego", Path: "/authz.rego",
+			Raw: []byte("package airlock.authz\n\nallow if input.mcp.tool == \"" + tool + "\"\n"),
+		}},
+	}
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	if err := b.GenerateSignature(bundle.NewSigningConfig(string(pemKey), "RS256", ""), "airlock", false); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := bundle.NewWriter(&buf).Write(b); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestFetchSignedBundle(t *testing.T) {
+	key, _ := rsa.GenerateKey(rand.Reader, 2048)
+	other, _ := rsa.GenerateKey(rand.Reader, 2048)
+	pub, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	pubPEM := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}))
+
+	var served atomic.Value
+	served.Store(signedBundle(t, "echo", key))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Write(served.Load().([]byte))
+	}))
+	t.Cleanup(srv.Close)
+	dest := filepath.Join(t.TempDir(), "bundle.tar.gz")
+	f := &Fetcher{URL: srv.URL, PublicKey: pubPEM, Dest: dest}
+
+	if err := f.Fetch(t.Context()); err != nil {
+		t.Fatalf("Fetch() = %v", err)
+	}
+	e, err := New(t.Context(), dest, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := e.Eval(t.Context(), input("alice", "echo", "")); !d.Allowed() {
+		t.Error("the fetched bundle's policy does not allow echo")
+	}
+
+	// A bundle signed by another key is refused; the good one stays.
+	served.Store(signedBundle(t, "anything", other))
+	if err := f.Fetch(t.Context()); err == nil || !strings.Contains(err.Error(), "verifying policy bundle") {
+		t.Fatalf("Fetch() of a foreign-signed bundle = %v", err)
+	}
+	if err := e.Reload(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := e.Eval(t.Context(), input("alice", "anything", "")); d.Allowed() {
+		t.Error("a bundle with a foreign signature took effect")
 	}
 }
