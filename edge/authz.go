@@ -65,8 +65,11 @@ func (e *Edge) decide(w http.ResponseWriter, r *http.Request, x *exchange) bool 
 func (e *Edge) evaluate(r *http.Request, x *exchange) (policy.Decision, bool, string) {
 	ctx := r.Context()
 	input := e.policyInput(r, x)
+	var pluginTime time.Duration
 	if e.plugins.Len() > 0 {
+		start := time.Now()
 		attrs, err := e.plugins.Enrich(ctx, input)
+		pluginTime = time.Since(start)
 		if err != nil {
 			e.metrics.pluginErrors.Inc()
 			x.plugins = []string{err.Error()}
@@ -88,7 +91,9 @@ func (e *Edge) evaluate(r *http.Request, x *exchange) (policy.Decision, bool, st
 	if e.plugins.Len() == 0 {
 		return d, true, ""
 	}
+	start = time.Now()
 	o := e.plugins.Decide(ctx, input, plugin.PolicyDecision{Allow: d.Allow, Deny: d.Deny, Reason: d.Reason})
+	e.metrics.pluginTime.Observe((pluginTime + time.Since(start)).Seconds())
 	x.plugins = o.Verdicts
 	if o.Denied {
 		d.Deny = []string{o.Reason}

@@ -25,6 +25,7 @@ type metrics struct {
 	policyReloads *prometheus.CounterVec
 	auditErrors   prometheus.Counter
 	pluginErrors  prometheus.Counter
+	pluginTime    prometheus.Histogram
 	tunnels       prometheus.GaugeFunc
 	connectors    prometheus.GaugeFunc
 }
@@ -70,6 +71,11 @@ func newMetrics(r *registry) *metrics {
 			Name: "airlock_policy_reloads_total",
 			Help: "Policy reloads by result (ok, failed: the last good policy stays).",
 		}, []string{"result"}),
+		pluginTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "airlock_plugin_seconds",
+			Help:    "Time the plugins took for one request (enrich and decide together).",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5},
+		}),
 		pluginErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "airlock_plugin_errors_total",
 			Help: "Plugin calls that failed, timed out or found the plugin down (each a denial).",
@@ -92,7 +98,7 @@ func newMetrics(r *registry) *metrics {
 		Help: "Connector processes with at least one tunnel up.",
 	}, func() float64 { _, n := r.counts(); return float64(n) })
 	m.reg.MustRegister(m.requests, m.latency, m.bytes, m.inFlight, m.refusals, m.tokens,
-		m.decisions, m.policyEval, m.policyErrors, m.policyReloads, m.auditErrors, m.pluginErrors, m.tunnels, m.connectors,
+		m.decisions, m.policyEval, m.policyErrors, m.policyReloads, m.auditErrors, m.pluginErrors, m.pluginTime, m.tunnels, m.connectors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
