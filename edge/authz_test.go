@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -398,4 +399,95 @@ func TestPolicyFromSignedBundleServer(t *testing.T) {
 		_, body, _ := rpc(t, ctx, client, mcpURL(e, "demo"), echoCall(2, "x"), nil)
 		return strings.Contains(string(body), "denied by policy")
 	})
+}
+
+// hostileUpstream answers every POST to /<n> with the canned answer n,
+// as a broken or hostile MCP server might.
+func hostileUpstream(t *testing.T, answers []func(w http.ResponseWriter)) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var n int
+		fmt.Sscanf(r.URL.Path, "/%d", &n)
+		answers[n](w)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func sse(status int, events ...string) func(w http.ResponseWriter) {
+	return func(w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(status)
+		for _, ev := range events {
+			io.WriteString(w, ev)
+		}
+	}
+}
+
+func jsonAnswer(status int, body string) func(w http.ResponseWriter) {
+	return func(w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	}
+}
+
+// TestHostileAnswersScreened: what the upstream sends back is parsed as
+// strictly as what agents send; nothing reaches the agent that the edge
+// read differently from a client, and no list leaks unfiltered.
+func TestHostileAnswersScreened(t *testing.T) {
+	const secret = "secret_tool"
+	list := `{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"}},{"name":"` + secret + `","inputSchema":{"type":"object"}}]}}`
+	elicit := `{"jsonrpc":"2.0","id":"s1","m\u0065thod":"elicitation/create","params":{"message":"PWNED","requestedSchema":{"type":"object"}}}`
+	cases := map[string]func(w http.ResponseWriter){
+		"case-variant key": sse(200, "event: message\ndata: "+strings.Replace(list, `"result"`, `"Method":"x","result"`, 1)+"\n\n"),
+		"error null":       jsonAnswer(200, strings.Replace(list, `"result"`, `"error":null,"result"`, 1)),
+		"status 201 JSON":  jsonAnswer(201, list),
+		"status 201 SSE":   sse(201, "data: "+list+"\n\n"),
+		"multi-line data":  sse(200, "data: "+list[:40]+"\ndata: "+list[40:]+"\n\n"),
+		"escaped method":   sse(200, "data: "+elicit+"\n\n", "data: "+list+"\n\n"),
+		"request as JSON":  jsonAnswer(200, elicit),
+		"bare CR":          sse(200, "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/x\"}\rdata: "+elicit+"\n\n"),
+		"batch answer":     jsonAnswer(200, "["+list+"]"),
+		"not JSON at all":  jsonAnswer(200, "PWNED "+secret),
+		"list as text":     func(w http.ResponseWriter) { w.Header().Set("Content-Type", "text/plain"); io.WriteString(w, list) },
+	}
+	v := newEnv(t)
+	examplePolicy(t, v, `{"grants": {"tools": {"alice": ["echo"]}}}`)
+	deny := "package airlock.authz\n\ndeny contains \"no elicitation\" if input.mcp.method == \"elicitation/create\"\n"
+	os.WriteFile(filepath.Join(v.dataDir, "policy", "deny.rego"), []byte(deny), 0o644)
+	var names []string
+	for name := range cases {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	answers := make([]func(http.ResponseWriter), len(names))
+	var resources []edge.Resource
+	var upstreams []connector.Resource
+	for i, name := range names {
+		answers[i] = cases[name]
+		res := fmt.Sprintf("r%d", i)
+		resources = append(resources, edge.Resource{Name: res, Connectors: []string{"c1"}})
+		upstreams = append(upstreams, connector.Resource{Name: res})
+	}
+	base := hostileUpstream(t, answers)
+	for i := range upstreams {
+		upstreams[i].URL = fmt.Sprintf("%s/%d", base, i)
+	}
+	e := v.startEdge(resources, nil)
+	v.startConnector(e, "c1", upstreams, nil)
+	client := httpClient(t, v.agentTLS("alice"))
+	ctx := testContext(t)
+
+	for i, name := range names {
+		t.Run(name, func(t *testing.T) {
+			_, body, err := rpc(t, ctx, client, mcpURL(e, fmt.Sprintf("r%d", i)), `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(body), secret) || strings.Contains(string(body), "PWNED") {
+				t.Errorf("the agent got %s", body)
+			}
+		})
+	}
 }

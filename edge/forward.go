@@ -87,7 +87,7 @@ func (e *Edge) forward(w http.ResponseWriter, r *http.Request, x *exchange, l *l
 	defer resp.Body.Close()
 	e.latencyObserved(r, x)
 	e.trackSession(r, x, l, resp)
-	if filtersList(x) || isEventStream(resp) {
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		if err := e.relayMessages(ctx, w, r, x, l, resp); err != nil {
 			abandon(str)
 			<-wrote

@@ -56,34 +56,61 @@ func filtersList(x *exchange) bool {
 	return ok && x.kind == kindRequest
 }
 
-// isEventStream reports whether a response is an SSE stream.
-func isEventStream(resp *http.Response) bool {
-	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	return resp.StatusCode == http.StatusOK && mediaType == "text/event-stream"
-}
-
-// relayMessages relays an answer message by message: an SSE stream event
-// by event, deciding the server's requests to the agent and filtering the
-// answer to a list request; a JSON answer to a list request whole,
-// filtered. Other answers pass as they are.
+// relayMessages relays a 2xx answer message by message, as the client
+// will read it: an SSE stream event by event, a JSON body whole. Each
+// message is parsed strictly (pkg/mcp) so that the edge and the client
+// cannot read it differently; one that does not parse is dropped. The
+// server's requests to the agent are decided by the policy, and the
+// answer to a list request is filtered. Other answers pass as they are.
 func (e *Edge) relayMessages(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, l *link, resp *http.Response) error {
 	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	switch {
-	case isEventStream(resp):
+	case mediaType == "text/event-stream":
+		// Screening changes the length: the stream is chunked instead.
+		resp.Header.Del("Content-Length")
 		writeHead(w, x, resp)
 		return e.filterEvents(ctx, w, r, x, l, resp.Body)
-	case filtersList(x) && resp.StatusCode == http.StatusOK && mediaType == "application/json":
+	case mediaType == "application/json":
 		body, err := io.ReadAll(io.LimitReader(resp.Body, maxListBody+1))
 		if err != nil {
 			return err
 		}
-		out := e.filterMessage(ctx, r, x, body)
+		out, keep := e.screenMessage(ctx, r, x, l, body)
+		if !keep {
+			out = mcp.ErrorBody(x.msgID, mcp.CodeUpstreamFailed,
+				"the edge refused the server's answer (see the edge's log)", map[string]string{"request_id": x.id})
+		}
 		resp.Header.Set("Content-Length", strconv.Itoa(len(out)))
 		writeHead(w, x, resp)
 		_, err = w.Write(out)
 		return err
+	case filtersList(x):
+		// A list answer the edge cannot read is not passed unfiltered.
+		x.fail(w, http.StatusBadGateway, mcp.CodeUpstreamFailed, errUnfilterable.Error())
+		return nil
 	}
 	return e.copyAll(w, x, resp)
+}
+
+// screenMessage decides what of one message from the server reaches the
+// agent: the message, the filtered list answer, or nothing (keep false).
+func (e *Edge) screenMessage(ctx context.Context, r *http.Request, x *exchange, l *link, data []byte) ([]byte, bool) {
+	if len(data) > maxListBody {
+		e.logger.WarnContext(ctx, "server message over the limit, dropped", logkey.RequestID, x.id)
+		return nil, false
+	}
+	m, err := mcp.Parse(data)
+	if err != nil {
+		e.logger.WarnContext(ctx, "server message refused", logkey.RequestID, x.id, logkey.Error, err)
+		return nil, false
+	}
+	switch {
+	case m.IsResponse() && filtersList(x) && sameID(m.ID, x.msgID):
+		return e.filterMessage(ctx, r, x, data), true
+	case m.IsResponse(), m.ID == nil:
+		return data, true
+	}
+	return data, e.decideServerRequest(ctx, r, x, l, serverMessage{ID: m.ID, Method: m.Method, Params: m.Params})
 }
 
 func writeHead(w http.ResponseWriter, x *exchange, resp *http.Response) {
@@ -126,10 +153,9 @@ func (e *Edge) filterEvents(ctx context.Context, w http.ResponseWriter, r *http.
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
 			// A long data line: copy what was read before reading on,
-			// which reuses the buffer, and keep reading it whole.
-			head := bytes.Clone(line)
-			rest, err2 := br.ReadBytes('\n')
-			line, err = append(head, rest...), err2
+			// which reuses the buffer, and keep reading it whole, up to
+			// the limit.
+			line, err = readLongLine(br, line)
 		}
 		if event.Len()+len(line) > maxListBody {
 			return fmt.Errorf("SSE event over %d bytes", maxListBody)
@@ -153,16 +179,21 @@ func (e *Edge) filterEvents(ctx context.Context, w http.ResponseWriter, r *http.
 	}
 }
 
-// writeEvent writes one SSE event: filtered if it answers the list
-// request, dropped if it carries a request of the server the policy
-// denies (the server then gets the denial as the agent's answer).
+// writeEvent writes one SSE event after screening its data (see
+// screenMessage); an event the edge drops is not written at all.
 func (e *Edge) writeEvent(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, l *link, event []byte) error {
-	var data []byte
+	var data [][]byte
 	var other [][]byte
 	for _, line := range bytes.SplitAfter(event, []byte("\n")) {
 		trimmed := bytes.TrimRight(line, "\r\n")
+		// A CR alone ends a line for some SSE readers and not for others:
+		// an event that holds one could be read two ways.
+		if bytes.IndexByte(trimmed, '\r') >= 0 {
+			e.logger.WarnContext(ctx, "SSE event with a bare CR, dropped", logkey.RequestID, x.id)
+			return nil
+		}
 		if d, ok := bytes.CutPrefix(trimmed, []byte("data:")); ok {
-			data = append(data, bytes.TrimPrefix(d, []byte(" "))...)
+			data = append(data, bytes.TrimPrefix(d, []byte(" ")))
 			continue
 		}
 		if len(trimmed) > 0 {
@@ -170,38 +201,30 @@ func (e *Edge) writeEvent(ctx context.Context, w http.ResponseWriter, r *http.Re
 		}
 	}
 	out := event
-	switch {
-	case len(data) == 0:
-	case filtersList(x) && isAnswerTo(data, x.msgID):
-		var b bytes.Buffer
-		for _, l := range other {
-			b.Write(l)
-		}
-		b.WriteString("data: ")
-		b.Write(e.filterMessage(ctx, r, x, data))
-		b.WriteString("\n\n")
-		out = b.Bytes()
-	default:
-		if req, ok := serverRequest(data); ok && !e.decideServerRequest(ctx, r, x, l, req) {
-			return nil
+	if len(data) > 0 {
+		// SSE joins the data lines of an event with newlines.
+		msg := bytes.Join(data, []byte("\n"))
+		if len(bytes.TrimSpace(msg)) > 0 {
+			screened, keep := e.screenMessage(ctx, r, x, l, msg)
+			if !keep {
+				return nil
+			}
+			if !bytes.Equal(screened, msg) {
+				var b bytes.Buffer
+				for _, line := range other {
+					b.Write(line)
+				}
+				b.WriteString("data: ")
+				b.Write(screened)
+				b.WriteString("\n\n")
+				out = b.Bytes()
+			}
 		}
 	}
 	if _, err := w.Write(out); err != nil {
 		return err
 	}
 	return http.NewResponseController(w).Flush()
-}
-
-// isAnswerTo reports whether a JSON-RPC message answers the request id.
-func isAnswerTo(msg []byte, id json.RawMessage) bool {
-	var m struct {
-		ID     json.RawMessage `json:"id"`
-		Method string          `json:"method"`
-	}
-	if json.Unmarshal(msg, &m) != nil || m.Method != "" || m.ID == nil {
-		return false
-	}
-	return sameID(m.ID, id)
 }
 
 func sameID(a, b json.RawMessage) bool {
@@ -278,4 +301,18 @@ func (e *Edge) mayUse(ctx context.Context, r *http.Request, x *exchange, shape l
 	delete(m, "id")
 	d, err := e.policy.Eval(ctx, input)
 	return err == nil && d.Allowed()
+}
+
+// readLongLine finishes a line of which head was read, refusing lines over
+// maxListBody.
+func readLongLine(br *bufio.Reader, head []byte) ([]byte, error) {
+	line := bytes.Clone(head)
+	for len(line) <= maxListBody {
+		more, err := br.ReadSlice('\n')
+		line = append(line, more...)
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return line, err
+		}
+	}
+	return nil, fmt.Errorf("SSE line over %d bytes", maxListBody)
 }

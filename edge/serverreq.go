@@ -20,20 +20,6 @@ type serverMessage struct {
 	Params json.RawMessage `json:"params"`
 }
 
-// serverRequest reads data as a request of the server: a method and an id.
-func serverRequest(data []byte) (serverMessage, bool) {
-	var m serverMessage
-	// Most events are answers and notifications; only a message that
-	// mentions a method can be a request.
-	if !bytes.Contains(data, []byte(`"method"`)) {
-		return m, false
-	}
-	if json.Unmarshal(data, &m) != nil || m.Method == "" || m.ID == nil {
-		return m, false
-	}
-	return m, true
-}
-
 // decideServerRequest asks the policy whether the server may put this
 // request to the agent (input.mcp.direction "server_to_client"). A denied
 // request never reaches the agent; the server gets a JSON-RPC error for it
@@ -73,37 +59,43 @@ func (e *Edge) decideServerRequest(ctx context.Context, r *http.Request, x *exch
 		return true
 	}
 	answer := mcp.ErrorBody(m.ID, mcp.CodeDenied, "denied by policy: "+msg, map[string]string{"request_id": x.id})
-	go e.answerServer(context.WithoutCancel(ctx), r, x, l, answer)
-	return false
-}
-
-// answerServer POSTs the agent's answer to a server request through the
-// tunnel, with the session of the stream it came on.
-func (e *Edge) answerServer(ctx context.Context, r *http.Request, x *exchange, l *link, body []byte) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	str, err := l.conn.OpenStreamSync(ctx)
-	if err != nil {
-		e.logger.Warn("answering a denied server request failed", logkey.RequestID, x.id, logkey.Error, err)
-		return
-	}
-	defer abandon(str)
-	hdr := http.Header{"Content-Type": {"application/json"}, "Accept": {"application/json, text/event-stream"}}
+	// The answer goes out on its own; it gets copies of what it needs,
+	// since the exchange goes on changing.
+	ax := *x
+	ax.method, ax.target, ax.kind = "", "", kindResponse
+	hdr := http.Header{}
 	for _, k := range []string{headerSession, "Mcp-Protocol-Version"} {
 		if v := r.Header.Get(k); v != "" {
 			hdr.Set(k, v)
 		}
 	}
-	ax := *x
-	ax.method, ax.target, ax.kind = "", "", kindResponse
+	go e.answerServer(context.WithoutCancel(ctx), hdr, &ax, l, answer)
+	return false
+}
+
+// answerServer POSTs the agent's answer to a server request through the
+// tunnel, with the session of the stream it came on.
+func (e *Edge) answerServer(ctx context.Context, session http.Header, ax *exchange, l *link, body []byte) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	str, err := l.conn.OpenStreamSync(ctx)
+	if err != nil {
+		e.logger.WarnContext(ctx, "answering a denied server request failed", logkey.RequestID, ax.id, logkey.Error, err)
+		return
+	}
+	defer abandon(str)
+	hdr := http.Header{"Content-Type": {"application/json"}, "Accept": {"application/json, text/event-stream"}}
+	for k, v := range session {
+		hdr[k] = v
+	}
 	post, err := http.NewRequestWithContext(ctx, http.MethodPost, "/", bytes.NewReader(body))
 	if err != nil {
 		return
 	}
 	post.Header = hdr
-	out, err := e.tunnelRequest(post, &ax, body)
+	out, err := e.tunnelRequest(post, ax, body)
 	if err == nil {
-		err = writeRequest(str, &ax, out)
+		err = writeRequest(str, ax, out)
 	}
 	if err == nil {
 		var resp *http.Response
@@ -112,6 +104,6 @@ func (e *Edge) answerServer(ctx context.Context, r *http.Request, x *exchange, l
 		}
 	}
 	if err != nil {
-		e.logger.Warn("answering a denied server request failed", logkey.RequestID, x.id, logkey.Error, err)
+		e.logger.WarnContext(ctx, "answering a denied server request failed", logkey.RequestID, ax.id, logkey.Error, err)
 	}
 }
