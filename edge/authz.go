@@ -32,9 +32,8 @@ const (
 func (e *Edge) decide(w http.ResponseWriter, r *http.Request, x *exchange) bool {
 	start := time.Now()
 	d, allowed, msg := e.evaluate(r, x)
-	took := time.Since(start)
-	if err := e.audit(r, x, "client_to_server", allowed, msg, d.Revision, took); err != nil && allowed && !e.cfg.AuditFailOpen {
-		allowed, msg = false, "the decision could not be written to the audit log, so the request is denied"
+	allowed, msg = e.audit(r, x, "client_to_server", allowed, msg, d.Revision, time.Since(start))
+	if !allowed && len(d.Deny) == 0 && msg != d.Message() {
 		d.Deny = []string{msg}
 	}
 	if allowed {
@@ -102,14 +101,34 @@ func (e *Edge) evaluate(r *http.Request, x *exchange) (policy.Decision, bool, st
 	return d, true, ""
 }
 
-// audit writes the decision record: one per authorization decision, on
-// the access logger and in the audit file. It returns the audit file's
-// error; the record is in the log either way.
-func (e *Edge) audit(r *http.Request, x *exchange, direction string, allowed bool, reason, revision string, took time.Duration) error {
+// audit writes the decision record: one per authorization decision, in
+// the audit file and on the access logger. A record the file cannot take
+// turns an allow into a deny (unless audit_fail_open), and the log says
+// what was decided in the end. It returns the final decision and reason.
+func (e *Edge) audit(r *http.Request, x *exchange, direction string, allowed bool, reason, revision string, took time.Duration) (bool, string) {
+	if e.auditLog != nil {
+		decision := "deny"
+		if allowed {
+			decision = "allow"
+		}
+		rec := audit.Record{
+			Time: time.Now().UTC(), RequestID: x.id, Agent: x.agent.String(), Resource: x.resource,
+			Connector: x.connector, MCPVersion: r.Header.Get("Mcp-Protocol-Version"),
+			Session: r.Header.Get(headerSession), Direction: direction, Kind: x.kind, Method: x.method,
+			Target: x.target, Arguments: arguments(x), Decision: decision, Reason: reasonIf(!allowed, reason),
+			PolicyRevision: revision, TokenID: x.tokenID, LatencyMicros: took.Microseconds(), Plugins: x.plugins,
+		}
+		if err := e.auditLog.Write(rec); err != nil {
+			e.metrics.auditErrors.Inc()
+			e.logger.ErrorContext(r.Context(), "audit record lost", logkey.RequestID, x.id, logkey.Error, err)
+			if allowed && !e.cfg.AuditFailOpen {
+				allowed, reason = false, "the decision could not be written to the audit log, so the request is denied"
+			}
+		}
+	}
 	decision := "deny"
 	if allowed {
 		decision = "allow"
-		reason = ""
 	}
 	e.metrics.decisions.WithLabelValues(x.resource, mcpMethodLabel(x.method), decision).Inc()
 	e.access.LogAttrs(r.Context(), slog.LevelInfo, "decision",
@@ -119,27 +138,19 @@ func (e *Edge) audit(r *http.Request, x *exchange, direction string, allowed boo
 		slog.String(logkey.Resource, x.resource),
 		slog.String(logkey.MCPMethod, x.method),
 		slog.String(logkey.MCPTool, x.target),
-		slog.String(logkey.Reason, reason),
+		slog.String(logkey.Reason, reasonIf(!allowed, reason)),
 		slog.String(logkey.Revision, revision),
 		slog.String(logkey.TokenID, x.tokenID),
 		slog.Duration(logkey.Duration, took),
 	)
-	if e.auditLog == nil {
-		return nil
+	return allowed, reason
+}
+
+func reasonIf(denied bool, reason string) string {
+	if denied {
+		return reason
 	}
-	rec := audit.Record{
-		Time: time.Now().UTC(), RequestID: x.id, Agent: x.agent.String(), Resource: x.resource, Connector: x.connector,
-		MCPVersion: r.Header.Get("Mcp-Protocol-Version"), Session: r.Header.Get(headerSession),
-		Direction: direction, Kind: x.kind, Method: x.method, Target: x.target,
-		Arguments: arguments(x), Decision: decision, Reason: reason, PolicyRevision: revision,
-		TokenID: x.tokenID, LatencyMicros: took.Microseconds(), Plugins: x.plugins,
-	}
-	if err := e.auditLog.Write(rec); err != nil {
-		e.metrics.auditErrors.Inc()
-		e.logger.ErrorContext(r.Context(), "audit record lost", logkey.RequestID, x.id, logkey.Error, err)
-		return err
-	}
-	return nil
+	return ""
 }
 
 // arguments returns the arguments of a tools/call or prompts/get, for the

@@ -283,8 +283,9 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, validatePlugins(c.Plugins)...)
 	if b := c.PolicyBundle; b != nil {
-		if u, err := url.Parse(b.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("policy_bundle.url %q is not an http(s) URL", b.URL))
+		if u, err := url.Parse(b.URL); err != nil || u.Host == "" ||
+			(u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
+			errs = append(errs, fmt.Errorf("policy_bundle.url %q must be https (plain http only on loopback)", b.URL))
 		}
 		if _, err := os.Stat(b.PublicKeyFile); err != nil {
 			errs = append(errs, fmt.Errorf("policy_bundle.public_key_file: %w", err))
@@ -379,4 +380,13 @@ func validatePlugins(list []plugin.Config) []error {
 		}
 	}
 	return errs
+}
+
+// isLoopback reports whether host names this machine.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

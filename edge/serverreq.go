@@ -51,10 +51,7 @@ func (e *Edge) decideServerRequest(ctx context.Context, r *http.Request, x *exch
 	}
 	sx := *x
 	sx.method, sx.target, sx.kind, sx.params = m.Method, "", kindRequest, nil
-	if aerr := e.audit(r, &sx, "server_to_client", allowed, msg, d.Revision, time.Since(start)); aerr != nil &&
-		allowed && !e.cfg.AuditFailOpen {
-		allowed, msg = false, "the decision could not be written to the audit log, so the request is denied"
-	}
+	allowed, msg = e.audit(r, &sx, "server_to_client", allowed, msg, d.Revision, time.Since(start))
 	if allowed {
 		return true
 	}

@@ -51,10 +51,9 @@ var DefaultRedact = []string{"password", "passwd", "secret", "token", "api_key",
 type Log struct {
 	redact []string
 
-	// mu guards f and w.
+	// mu guards f.
 	mu sync.Mutex
 	f  *os.File
-	w  *bufio.Writer
 }
 
 // Open opens (creating, mode 0600) the audit file for appending.
@@ -67,7 +66,7 @@ func Open(path string, redact []string) (*Log, error) {
 	for i, k := range redact {
 		lower[i] = strings.ToLower(k)
 	}
-	return &Log{redact: lower, f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
+	return &Log{redact: lower, f: f}, nil
 }
 
 // Write appends one record and flushes it to the file before it returns,
@@ -84,9 +83,10 @@ func (l *Log) Write(r Record) error {
 	if l.f == nil {
 		return errors.New("writing audit record: the audit log is closed")
 	}
-	l.w.Write(line)
-	l.w.WriteByte('\n')
-	if err := l.w.Flush(); err != nil {
+	// One write per record, so that a failure loses this record only and
+	// the next write starts clean (no buffer keeps a half line or an old
+	// error); O_APPEND keeps records whole between writers.
+	if _, err := l.f.Write(append(line, '\n')); err != nil {
 		return fmt.Errorf("writing audit record: %w", err)
 	}
 	return nil
@@ -128,7 +128,7 @@ func (l *Log) Close() error {
 	if l.f == nil {
 		return nil
 	}
-	err := errors.Join(l.w.Flush(), l.f.Close())
+	err := l.f.Close()
 	l.f = nil
 	return err
 }

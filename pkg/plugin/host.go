@@ -15,6 +15,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	hplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/airlockhq/airlock/pkg/logkey"
 )
@@ -159,6 +161,9 @@ var errRestarting = errors.New("the plugin is not running; it is being restarted
 func (r *running) conn() (*client, Description, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.closed {
+		return nil, r.desc, r.downErr
+	}
 	if r.client != nil && !r.client.Exited() {
 		return r.rpc, r.desc, nil
 	}
@@ -190,26 +195,40 @@ func (r *running) conn() (*client, Description, error) {
 	return nil, r.desc, r.downErr
 }
 
-// failed handles a failed call: a process that died is restarted at the
-// next call; one that missed its deadline is killed in the background
-// (go-plugin gives it time to exit, which the request must not wait for)
-// and restarted with backoff.
-func (r *running) failed(err error) {
-	if !errors.Is(err, context.DeadlineExceeded) {
+// failed handles a failed call on client c: a process that died is
+// restarted at the next call; one that missed its deadline is killed in
+// the background (go-plugin gives it time to exit, which the request must
+// not wait for) and restarted with backoff.
+func (r *running) failed(c *client, timedOut bool, err error) {
+	if !timedOut {
 		return
 	}
 	r.mu.Lock()
 	cl := r.client
-	if cl != nil {
-		r.client, r.rpc = nil, nil
-		r.downErr = errRestarting
-		r.retryAt = time.Now().Add(r.backoff)
+	if cl == nil || r.rpc != c {
+		r.mu.Unlock()
+		return // already replaced: never kill a fresh process for an old one's fault
 	}
+	r.client, r.rpc = nil, nil
+	r.downErr = errRestarting
+	r.retryAt = time.Now().Add(r.backoff)
 	r.mu.Unlock()
-	if cl != nil {
-		r.logger.Error("plugin missed its deadline; killing it", logkey.Error, err)
-		go cl.Kill()
-	}
+	r.logger.Error("plugin missed its deadline; killing it", logkey.Error, err)
+	go cl.Kill()
+}
+
+// timedOut reports whether a call failed for its deadline: gRPC reports
+// that as a status, not as the context's error.
+func timedOut(ctx context.Context, err error) bool {
+	return err != nil && (ctx.Err() != nil || status.Code(err) == codes.DeadlineExceeded ||
+		errors.Is(err, context.DeadlineExceeded))
+}
+
+// current returns the client of the running process, nil if none.
+func (r *running) current() *client {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rpc
 }
 
 // Outcome is what the plugins made of one request.
@@ -233,13 +252,15 @@ func (h *Host) Enrich(ctx context.Context, input map[string]any) (map[string]any
 			continue
 		}
 		var resp enrichResponse
+		late := false
 		if err == nil {
 			cctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 			err = c.call(cctx, "Enrich", &enrichRequest{Input: input}, &resp)
+			late = timedOut(cctx, err)
 			cancel()
 		}
 		if err != nil {
-			r.failed(err)
+			r.failed(c, late, err)
 			return nil, fmt.Errorf("plugin %s: %w", r.cfg.Name, err)
 		}
 		out[r.cfg.Name] = resp.Context
@@ -257,14 +278,16 @@ func (h *Host) Decide(ctx context.Context, input map[string]any, policy PolicyDe
 			continue
 		}
 		var v Verdict
+		late := false
 		if err == nil {
 			cctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 			err = c.call(cctx, "Decide", &decideRequest{Input: input, Policy: policy}, &v)
+			late = timedOut(cctx, err)
 			cancel()
 		}
 		switch {
 		case err != nil:
-			r.failed(err)
+			r.failed(c, late, err)
 			o.Verdicts = append(o.Verdicts, r.cfg.Name+": error")
 			o.deny(fmt.Sprintf("plugin %s failed, so the request is denied", r.cfg.Name))
 			r.logger.Warn("plugin call failed", logkey.Error, err)
@@ -306,7 +329,8 @@ func (h *Host) Close() {
 		if r.client != nil {
 			r.client.Kill()
 		}
-		r.client = nil
+		r.client, r.rpc = nil, nil
+		r.downErr = errors.New("the plugin host is closed")
 		r.mu.Unlock()
 	}
 }

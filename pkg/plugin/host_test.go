@@ -98,6 +98,18 @@ func TestFaultsDenyWithinDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
+	// A hang first, on a healthy plugin: it must be killed and replaced,
+	// not asked again.
+	first := h.plugins[0].current()
+	var hung Outcome
+	within(t, time.Second, "hang", func() { hung = h.Decide(ctx, callInput("hang", nil), PolicyDecision{Allow: true}) })
+	if !hung.Denied {
+		t.Fatalf("Decide(hang) = %+v, want a deny", hung)
+	}
+	waitServing(t, h)
+	if h.plugins[0].current() == first {
+		t.Error("the hung plugin process was not replaced")
+	}
 	for _, tool := range []string{"crash", "hang"} {
 		var o Outcome
 		// The deadline is 250 ms; the bound leaves room for a loaded
@@ -108,20 +120,13 @@ func TestFaultsDenyWithinDeadline(t *testing.T) {
 		}
 	}
 	// While it restarts every request is denied; then it serves again.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		o := h.Decide(ctx, callInput("echo", nil), PolicyDecision{Allow: true})
-		if !o.Denied {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the plugin did not come back after its crash: %+v", o)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitServing(t, h)
 	h.Close()
+	if o := h.Decide(ctx, callInput("echo", nil), PolicyDecision{Allow: true}); !o.Denied {
+		t.Error("a closed host let a request through")
+	}
 	// go-plugin's own goroutines wind down shortly after the kill.
-	deadline = time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for runtime.NumGoroutine() > before+2 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -176,5 +181,21 @@ func BenchmarkDecideRoundTrip(b *testing.B) {
 		if o := h.Decide(context.Background(), in, PolicyDecision{Allow: true}); o.Denied {
 			b.Fatal(o.Reason)
 		}
+	}
+}
+
+// waitServing waits until the plugin answers again after a fault.
+func waitServing(t *testing.T, h *Host) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		o := h.Decide(t.Context(), callInput("echo", nil), PolicyDecision{Allow: true})
+		if !o.Denied {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the plugin did not come back: %+v", o)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

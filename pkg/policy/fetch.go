@@ -78,7 +78,7 @@ func (f *Fetcher) Fetch(ctx context.Context) error {
 	if err := f.verify(data); err != nil {
 		return err
 	}
-	if err := writeAtomic(f.Dest, data); err != nil {
+	if err := writeChecked(ctx, f.Dest, data); err != nil {
 		return err
 	}
 	f.etag = resp.Header.Get("ETag")
@@ -101,8 +101,11 @@ func (f *Fetcher) verify(data []byte) error {
 	return nil
 }
 
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".bundle-*")
+// writeChecked writes a verified bundle to path only if it also compiles
+// and passes its own tests, so that the file on disk is always a bundle
+// the edge can start with.
+func writeChecked(ctx context.Context, path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".bundle-*.tar.gz")
 	if err != nil {
 		return fmt.Errorf("writing policy bundle: %w", err)
 	}
@@ -113,6 +116,9 @@ func writeAtomic(path string, data []byte) error {
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("writing policy bundle: %w", err)
+	}
+	if _, err := compile(ctx, tmp.Name()); err != nil {
+		return fmt.Errorf("checking policy bundle: %w", err)
 	}
 	return os.Rename(tmp.Name(), path)
 }
