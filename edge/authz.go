@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -13,6 +14,10 @@ import (
 	"github.com/airlockhq/airlock/pkg/plugin"
 	"github.com/airlockhq/airlock/pkg/policy"
 )
+
+// policyTimeout bounds one decision: a policy that calls out (http.send)
+// or loops does not hold a request; past it the request is denied.
+const policyTimeout = time.Second
 
 // InputVersion is the version of the policy input document; docs/policy.md
 // describes it. It changes only when a field changes meaning or goes away.
@@ -62,7 +67,8 @@ func (e *Edge) decide(w http.ResponseWriter, r *http.Request, x *exchange) bool 
 // evaluate runs the plugins that enrich the input, the policy, and the
 // plugins that judge what the policy allowed. Any failure denies.
 func (e *Edge) evaluate(r *http.Request, x *exchange) (policy.Decision, bool, string) {
-	ctx := r.Context()
+	ctx, cancel := context.WithTimeout(r.Context(), policyTimeout)
+	defer cancel()
 	input := e.policyInput(r, x)
 	var pluginTime time.Duration
 	if e.plugins.Len() > 0 {
