@@ -491,3 +491,38 @@ func TestHostileAnswersScreened(t *testing.T) {
 		})
 	}
 }
+
+// TestServerRequestOnGETStreamDecided: a request of the server on the
+// standalone GET stream is decided like one on a POST stream.
+func TestServerRequestOnGETStreamDecided(t *testing.T) {
+	elicit := `{"jsonrpc":"2.0","id":"s1","method":"elicitation/create","params":{"message":"PWNED","requestedSchema":{"type":"object"}}}`
+	note := `{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"still here"}}`
+	v := newEnv(t)
+	examplePolicy(t, v, `{"grants": {"tools": {}}}`)
+	deny := "package airlock.authz\n\ndeny contains \"no elicitation\" if input.mcp.method == \"elicitation/create\"\n"
+	os.WriteFile(filepath.Join(v.dataDir, "policy", "deny.rego"), []byte(deny), 0o644)
+	url := hostileUpstream(t, []func(http.ResponseWriter){sse(200, "data: "+elicit+"\n\n", "data: "+note+"\n\n")})
+	e := v.startEdge([]edge.Resource{{Name: "demo", Connectors: []string{"c1"}}}, nil)
+	v.startConnector(e, "c1", []connector.Resource{{Name: "demo", URL: url + "/0"}}, nil)
+	client := httpClient(t, v.agentTLS("alice"))
+
+	req, _ := http.NewRequestWithContext(testContext(t), http.MethodGet, mcpURL(e, "demo"), nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(body), "PWNED") || !strings.Contains(string(body), "still here") {
+		t.Errorf("GET stream delivered %q, want the notification and not the denied request", body)
+	}
+	recs, _, _ := audit.Tail(filepath.Join(v.dataDir, "audit.jsonl"), 0)
+	var sawDenial bool
+	for _, r := range recs {
+		sawDenial = sawDenial || (r.Direction == "server_to_client" && r.Method == "elicitation/create" && r.Decision == "deny")
+	}
+	if !sawDenial {
+		t.Error("no audit record of the denied server request")
+	}
+}
