@@ -41,7 +41,13 @@ type RotateKeysRequest struct {
 func (e *Edge) KeyInfos() []KeyInfo {
 	var out []KeyInfo
 	for _, k := range e.keys.Keys() {
-		info := KeyInfo{ID: k.ID, Alg: k.Alg, Signing: k.RetiredAt.IsZero(), CreatedAt: k.CreatedAt, RetiredAt: k.RetiredAt}
+		info := KeyInfo{
+			ID:        k.ID,
+			Alg:       k.Alg,
+			Signing:   k.RetiredAt.IsZero(),
+			CreatedAt: k.CreatedAt,
+			RetiredAt: k.RetiredAt,
+		}
 		if !k.RetiredAt.IsZero() {
 			info.RemoveAfter = k.RetiredAt.Add(keyKeep)
 		}

@@ -78,7 +78,8 @@ func (e *Edge) evaluate(r *http.Request, x *exchange) (policy.Decision, bool, st
 		if err != nil {
 			e.metrics.pluginErrors.Inc()
 			x.plugins = []string{err.Error()}
-			return policy.Decision{}, false, "a plugin could not enrich this request, so it is denied"
+			return policy.Decision{}, false,
+				"a plugin could not enrich this request, so it is denied"
 		}
 		input["context"] = attrs
 	}
@@ -87,7 +88,8 @@ func (e *Edge) evaluate(r *http.Request, x *exchange) (policy.Decision, bool, st
 	e.metrics.policyEval.Observe(time.Since(start).Seconds())
 	if err != nil {
 		e.metrics.policyErrors.Inc()
-		e.logger.ErrorContext(ctx, "policy evaluation failed", logkey.RequestID, x.id, logkey.Error, err)
+		e.logger.ErrorContext(ctx, "policy evaluation failed",
+			logkey.RequestID, x.id, logkey.Error, err)
 		return d, false, "the policy could not decide this request, so it is denied"
 	}
 	if !d.Allowed() {
@@ -97,7 +99,8 @@ func (e *Edge) evaluate(r *http.Request, x *exchange) (policy.Decision, bool, st
 		return d, true, ""
 	}
 	start = time.Now()
-	o := e.plugins.Decide(ctx, input, plugin.PolicyDecision{Allow: d.Allow, Deny: d.Deny, Reason: d.Reason})
+	decided := plugin.PolicyDecision{Allow: d.Allow, Deny: d.Deny, Reason: d.Reason}
+	o := e.plugins.Decide(ctx, input, decided)
 	e.metrics.pluginTime.Observe((pluginTime + time.Since(start)).Seconds())
 	x.plugins = o.Verdicts
 	if o.Denied {
@@ -111,7 +114,14 @@ func (e *Edge) evaluate(r *http.Request, x *exchange) (policy.Decision, bool, st
 // the audit file and on the access logger. A record the file cannot take
 // turns an allow into a deny (unless audit_fail_open), and the log says
 // what was decided in the end. It returns the final decision and reason.
-func (e *Edge) audit(r *http.Request, x *exchange, direction string, allowed bool, reason, revision string, took time.Duration) (bool, string) {
+func (e *Edge) audit(
+	r *http.Request,
+	x *exchange,
+	direction string,
+	allowed bool,
+	reason, revision string,
+	took time.Duration,
+) (bool, string) {
 	if e.auditLog != nil {
 		decision := "deny"
 		if allowed {
@@ -120,15 +130,19 @@ func (e *Edge) audit(r *http.Request, x *exchange, direction string, allowed boo
 		rec := audit.Record{
 			Time: time.Now().UTC(), RequestID: x.id, Agent: x.agent.String(), Resource: x.resource,
 			Connector: x.connector, MCPVersion: r.Header.Get("Mcp-Protocol-Version"),
-			Session: r.Header.Get(headerSession), Direction: direction, Kind: x.kind, Method: x.method,
-			Target: x.target, Arguments: arguments(x), Decision: decision, Reason: reasonIf(!allowed, reason),
-			PolicyRevision: revision, TokenID: x.tokenID, LatencyMicros: took.Microseconds(), Plugins: x.plugins,
+			Session: r.Header.Get(headerSession), Direction: direction,
+			Kind: x.kind, Method: x.method, Target: x.target, Arguments: arguments(x),
+			Decision: decision, Reason: reasonIf(!allowed, reason),
+			PolicyRevision: revision, TokenID: x.tokenID,
+			LatencyMicros: took.Microseconds(), Plugins: x.plugins,
 		}
 		if err := e.auditLog.Write(rec); err != nil {
 			e.metrics.auditErrors.Inc()
-			e.logger.ErrorContext(r.Context(), "audit record lost", logkey.RequestID, x.id, logkey.Error, err)
+			e.logger.ErrorContext(r.Context(), "audit record lost",
+				logkey.RequestID, x.id, logkey.Error, err)
 			if allowed && !e.cfg.AuditFailOpen {
-				allowed, reason = false, "the decision could not be written to the audit log, so the request is denied"
+				allowed, reason = false,
+					"the decision could not be written to the audit log, so the request is denied"
 			}
 		}
 	}
@@ -175,17 +189,24 @@ func arguments(x *exchange) map[string]any {
 // policyInput builds the input document (docs/policy.md).
 func (e *Edge) policyInput(r *http.Request, x *exchange) map[string]any {
 	return map[string]any{
-		"version":  InputVersion,
-		"agent":    e.agentInput(x),
-		"resource": map[string]any{"name": x.resource, "connector": x.connector, "connectors": e.resources[x.resource].Connectors},
-		"mcp":      mcpInput(r, x),
+		"version": InputVersion,
+		"agent":   e.agentInput(x),
+		"resource": map[string]any{
+			"name":       x.resource,
+			"connector":  x.connector,
+			"connectors": e.resources[x.resource].Connectors,
+		},
+		"mcp": mcpInput(r, x),
 		"http": map[string]any{
 			"method":      r.Method,
 			"path":        r.URL.Path,
 			"remote_addr": r.RemoteAddr,
 			"headers":     selectedHeaders(r.Header),
 		},
-		"time":    map[string]any{"now": time.Now().UTC().Format(time.RFC3339Nano), "unix": time.Now().Unix()},
+		"time": map[string]any{
+			"now":  time.Now().UTC().Format(time.RFC3339Nano),
+			"unix": time.Now().Unix(),
+		},
 		"context": map[string]any{},
 	}
 }
@@ -262,7 +283,10 @@ func mcpInput(r *http.Request, x *exchange) map[string]any {
 // carries a credential.
 func selectedHeaders(h http.Header) map[string]any {
 	out := map[string]any{}
-	for _, k := range []string{"User-Agent", "Origin", "Mcp-Protocol-Version", "Mcp-Session-Id", "Mcp-Method", "Mcp-Name"} {
+	names := []string{
+		"User-Agent", "Origin", "Mcp-Protocol-Version", "Mcp-Session-Id", "Mcp-Method", "Mcp-Name",
+	}
+	for _, k := range names {
 		if v := h.Get(k); v != "" {
 			out[http.CanonicalHeaderKey(k)] = v
 		}

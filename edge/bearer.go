@@ -34,12 +34,24 @@ func (e *Edge) authorizeToken(w http.ResponseWriter, r *http.Request, x *exchang
 		e.metrics.tokens.WithLabelValues("invalid").Inc()
 		e.logger.InfoContext(r.Context(), "access token refused", logkey.RequestID, x.id,
 			logkey.AgentID, x.agent.String(), logkey.Error, err)
-		e.challenge(w, x, http.StatusUnauthorized, "invalid_token", "the access token is invalid or expired")
+		e.challenge(
+			w,
+			x,
+			http.StatusUnauthorized,
+			"invalid_token",
+			"the access token is invalid or expired",
+		)
 		return false
 	}
 	scope, err := token.ParseScope(claims.Scope, nil)
 	if err != nil {
-		e.challenge(w, x, http.StatusUnauthorized, "invalid_token", "the access token's scope is unreadable")
+		e.challenge(
+			w,
+			x,
+			http.StatusUnauthorized,
+			"invalid_token",
+			"the access token's scope is unreadable",
+		)
 		return false
 	}
 	x.scope, x.tokenID, x.claims = scope, claims.ID, claims
@@ -54,10 +66,18 @@ func (e *Edge) checkScope(w http.ResponseWriter, x *exchange, method, name strin
 	}
 	e.metrics.tokens.WithLabelValues("insufficient_scope").Inc()
 	need := token.Needed(x.resource, method, name)
-	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer error="insufficient_scope", scope=%q, resource_metadata=%q`,
-		need, e.metadataURL(x.resource)))
-	x.fail(w, http.StatusForbidden, mcp.CodeInsufficientScope,
-		fmt.Sprintf("the access token's scope does not allow %s; it needs %s", describe(method, name), need))
+	c := fmt.Sprintf(
+		`Bearer error="insufficient_scope", scope=%q, resource_metadata=%q`,
+		need,
+		e.metadataURL(x.resource),
+	)
+	w.Header().Set("WWW-Authenticate", c)
+	msg := fmt.Sprintf(
+		"the access token's scope does not allow %s; it needs %s",
+		describe(method, name),
+		need,
+	)
+	x.fail(w, http.StatusForbidden, mcp.CodeInsufficientScope, msg)
 	return false
 }
 
@@ -72,7 +92,12 @@ func describe(method, name string) string {
 func (e *Edge) challenge(w http.ResponseWriter, x *exchange, status int, code, msg string) {
 	c := fmt.Sprintf(`Bearer resource_metadata=%q`, e.metadataURL(x.resource))
 	if code != "" {
-		c = fmt.Sprintf(`Bearer error=%q, error_description=%q, resource_metadata=%q`, code, msg, e.metadataURL(x.resource))
+		c = fmt.Sprintf(
+			`Bearer error=%q, error_description=%q, resource_metadata=%q`,
+			code,
+			msg,
+			e.metadataURL(x.resource),
+		)
 	}
 	w.Header().Set("WWW-Authenticate", c)
 	x.fail(w, status, mcp.CodeUnauthenticated, msg)
@@ -124,7 +149,10 @@ func (c *tokenCache) clear() {
 // verifyCached verifies raw for the audience and certificate. A token
 // verified before is only checked again for its expiry and binding, which
 // are all that can change for the same bytes.
-func (e *Edge) verifyCached(raw, audience string, leaf *x509.Certificate) (*token.AccessClaims, error) {
+func (e *Edge) verifyCached(
+	raw, audience string,
+	leaf *x509.Certificate,
+) (*token.AccessClaims, error) {
 	key := audience + " " + raw
 	c, gen := e.tokens.get(key)
 	if c != nil {
@@ -132,7 +160,9 @@ func (e *Edge) verifyCached(raw, audience string, leaf *x509.Certificate) (*toke
 			return nil, &token.InvalidError{Reason: "expired"}
 		}
 		if c.Cnf.X5tS256 != token.Thumbprint(leaf) {
-			return nil, &token.InvalidError{Reason: "bound to another certificate than the one presented"}
+			return nil, &token.InvalidError{
+				Reason: "bound to another certificate than the one presented",
+			}
 		}
 		return c, nil
 	}
@@ -149,6 +179,13 @@ func (e *Edge) verifyCached(raw, audience string, leaf *x509.Certificate) (*toke
 func (e *Edge) assertion(x *exchange, httpMethod string, body []byte) (string, error) {
 	digest := token.RequestDigest{HTTPMethod: httpMethod, Method: x.method, Name: x.target,
 		BodySHA256: token.BodyDigest(body)}
-	claims := token.NewAssertion(e.issuer, x.agent.String(), x.resource, digest, x.scope.String(), time.Now())
+	claims := token.NewAssertion(
+		e.issuer,
+		x.agent.String(),
+		x.resource,
+		digest,
+		x.scope.String(),
+		time.Now(),
+	)
 	return e.keys.Sign(token.TypAssertion, claims)
 }

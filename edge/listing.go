@@ -62,7 +62,14 @@ func filtersList(x *exchange) bool {
 // cannot read it differently; one that does not parse is dropped. The
 // server's requests to the agent are decided by the policy, and the
 // answer to a list request is filtered. Other answers pass as they are.
-func (e *Edge) relayMessages(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, l *link, resp *http.Response) error {
+func (e *Edge) relayMessages(
+	ctx context.Context,
+	w http.ResponseWriter,
+	r *http.Request,
+	x *exchange,
+	l *link,
+	resp *http.Response,
+) error {
 	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	switch {
 	case mediaType == "text/event-stream":
@@ -77,8 +84,12 @@ func (e *Edge) relayMessages(ctx context.Context, w http.ResponseWriter, r *http
 		}
 		out, keep := e.screenMessage(ctx, r, x, l, body)
 		if !keep {
-			out = mcp.ErrorBody(x.msgID, mcp.CodeUpstreamFailed,
-				"the edge refused the server's answer (see the edge's log)", map[string]string{"request_id": x.id})
+			out = mcp.ErrorBody(
+				x.msgID,
+				mcp.CodeUpstreamFailed,
+				"the edge refused the server's answer (see the edge's log)",
+				map[string]string{"request_id": x.id},
+			)
 		}
 		resp.Header.Set("Content-Length", strconv.Itoa(len(out)))
 		writeHead(w, x, resp)
@@ -94,14 +105,21 @@ func (e *Edge) relayMessages(ctx context.Context, w http.ResponseWriter, r *http
 
 // screenMessage decides what of one message from the server reaches the
 // agent: the message, the filtered list answer, or nothing (keep false).
-func (e *Edge) screenMessage(ctx context.Context, r *http.Request, x *exchange, l *link, data []byte) ([]byte, bool) {
+func (e *Edge) screenMessage(
+	ctx context.Context,
+	r *http.Request,
+	x *exchange,
+	l *link,
+	data []byte,
+) ([]byte, bool) {
 	if len(data) > maxListBody {
 		e.logger.WarnContext(ctx, "server message over the limit, dropped", logkey.RequestID, x.id)
 		return nil, false
 	}
 	m, err := mcp.Parse(data)
 	if err != nil {
-		e.logger.WarnContext(ctx, "server message refused", logkey.RequestID, x.id, logkey.Error, err)
+		e.logger.WarnContext(ctx, "server message refused",
+			logkey.RequestID, x.id, logkey.Error, err)
 		return nil, false
 	}
 	switch {
@@ -110,7 +128,8 @@ func (e *Edge) screenMessage(ctx context.Context, r *http.Request, x *exchange, 
 	case m.IsResponse(), m.ID == nil:
 		return data, true
 	}
-	return data, e.decideServerRequest(ctx, r, x, l, serverMessage{ID: m.ID, Method: m.Method, Params: m.Params})
+	req := serverMessage{ID: m.ID, Method: m.Method, Params: m.Params}
+	return data, e.decideServerRequest(ctx, r, x, l, req)
 }
 
 func writeHead(w http.ResponseWriter, x *exchange, resp *http.Response) {
@@ -137,7 +156,14 @@ func (f flushWriter) Write(p []byte) (int, error) {
 
 // filterEvents copies an SSE stream event by event, filtering the data of
 // the event that answers the list request.
-func (e *Edge) filterEvents(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, l *link, body io.Reader) error {
+func (e *Edge) filterEvents(
+	ctx context.Context,
+	w http.ResponseWriter,
+	r *http.Request,
+	x *exchange,
+	l *link,
+	body io.Reader,
+) error {
 	br := eventReaders.Get().(*bufio.Reader)
 	br.Reset(body)
 	event := eventBuffers.Get().(*bytes.Buffer)
@@ -181,7 +207,14 @@ func (e *Edge) filterEvents(ctx context.Context, w http.ResponseWriter, r *http.
 
 // writeEvent writes one SSE event after screening its data (see
 // screenMessage); an event the edge drops is not written at all.
-func (e *Edge) writeEvent(ctx context.Context, w http.ResponseWriter, r *http.Request, x *exchange, l *link, event []byte) error {
+func (e *Edge) writeEvent(
+	ctx context.Context,
+	w http.ResponseWriter,
+	r *http.Request,
+	x *exchange,
+	l *link,
+	event []byte,
+) error {
 	var data [][]byte
 	var other [][]byte
 	for _, line := range bytes.SplitAfter(event, []byte("\n")) {
@@ -229,8 +262,8 @@ func (e *Edge) writeEvent(ctx context.Context, w http.ResponseWriter, r *http.Re
 
 func sameID(a, b json.RawMessage) bool {
 	var x, y any
-	return json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && fmt.Sprint(x) == fmt.Sprint(y) &&
-		(a[0] == '"') == (b[0] == '"')
+	return json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil &&
+		fmt.Sprint(x) == fmt.Sprint(y) && (a[0] == '"') == (b[0] == '"')
 }
 
 // filterMessage returns the list answer msg with only the items the scope
@@ -241,14 +274,24 @@ func (e *Edge) filterMessage(ctx context.Context, r *http.Request, x *exchange, 
 	if err != nil {
 		e.logger.WarnContext(ctx, "list answer not filtered, replaced by an error",
 			logkey.RequestID, x.id, logkey.MCPMethod, x.method, logkey.Error, err)
-		return mcp.ErrorBody(x.msgID, mcp.CodeUpstreamFailed, errUnfilterable.Error(), map[string]string{"request_id": x.id})
+		return mcp.ErrorBody(
+			x.msgID,
+			mcp.CodeUpstreamFailed,
+			errUnfilterable.Error(),
+			map[string]string{"request_id": x.id},
+		)
 	}
 	e.logger.DebugContext(ctx, "list filtered", logkey.RequestID, x.id, logkey.MCPMethod, x.method,
 		"kept", kept, "total", total)
 	return out
 }
 
-func (e *Edge) filterItems(ctx context.Context, r *http.Request, x *exchange, msg []byte) ([]byte, int, int, error) {
+func (e *Edge) filterItems(
+	ctx context.Context,
+	r *http.Request,
+	x *exchange,
+	msg []byte,
+) ([]byte, int, int, error) {
 	if len(msg) > maxListBody {
 		return nil, 0, 0, fmt.Errorf("list answer over %d bytes", maxListBody)
 	}
@@ -290,7 +333,13 @@ func (e *Edge) filterItems(ctx context.Context, r *http.Request, x *exchange, ms
 // mayUse asks the scope and the policy whether the agent may use one
 // listed item: the input is that of using it, with listing set and no
 // arguments. An error hides the item.
-func (e *Edge) mayUse(ctx context.Context, r *http.Request, x *exchange, shape listShape, key string) bool {
+func (e *Edge) mayUse(
+	ctx context.Context,
+	r *http.Request,
+	x *exchange,
+	shape listShape,
+	key string,
+) bool {
 	if !x.scope.Allows(x.resource, shape.method, key) {
 		return false
 	}

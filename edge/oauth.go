@@ -57,7 +57,12 @@ func (e *Edge) resourceOf(endpoint string) (string, bool) {
 func (e *Edge) serveToken(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		oauthError(w, http.StatusMethodNotAllowed, "invalid_request", "the token endpoint takes POST")
+		oauthError(
+			w,
+			http.StatusMethodNotAllowed,
+			"invalid_request",
+			"the token endpoint takes POST",
+		)
 		return
 	}
 	id, leaf, ok := e.tokenClient(w, r)
@@ -79,8 +84,11 @@ func (e *Edge) serveToken(w http.ResponseWriter, r *http.Request) {
 	case "":
 		err = &oauthFailure{http.StatusBadRequest, "invalid_request", "grant_type is required"}
 	default:
-		err = &oauthFailure{http.StatusBadRequest, "unsupported_grant_type",
-			fmt.Sprintf("grant_type %q is not supported (client_credentials or token exchange)", form.Get("grant_type"))}
+		desc := fmt.Sprintf(
+			"grant_type %q is not supported (client_credentials or token exchange)",
+			form.Get("grant_type"),
+		)
+		err = &oauthFailure{http.StatusBadRequest, "unsupported_grant_type", desc}
 	}
 	if err != nil {
 		oauthError(w, err.status, err.code, err.desc)
@@ -93,10 +101,17 @@ func (e *Edge) serveToken(w http.ResponseWriter, r *http.Request) {
 // each parameter once (resource may repeat), and no parameter Airlock
 // would otherwise ignore (RFC 8693 actor tokens, audience, other token
 // types), since ignoring one would grant more than was asked.
-func readTokenForm(w http.ResponseWriter, r *http.Request, id certs.Identity) (url.Values, *oauthFailure) {
+func readTokenForm(
+	w http.ResponseWriter,
+	r *http.Request,
+	id certs.Identity,
+) (url.Values, *oauthFailure) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxTokenForm)
 	if err := r.ParseForm(); err != nil || r.URL.RawQuery != "" {
-		return nil, invalidRequest("invalid_request", "send the parameters form-encoded in the body, not in the query")
+		return nil, invalidRequest(
+			"invalid_request",
+			"send the parameters form-encoded in the body, not in the query",
+		)
 	}
 	form := r.PostForm
 	for k, v := range form {
@@ -106,11 +121,19 @@ func readTokenForm(w http.ResponseWriter, r *http.Request, id certs.Identity) (u
 	}
 	for _, k := range []string{"actor_token", "actor_token_type", "audience"} {
 		if form.Has(k) {
-			return nil, invalidRequest("invalid_request", "parameter %s is not supported; name endpoints with resource", k)
+			return nil, invalidRequest(
+				"invalid_request",
+				"parameter %s is not supported; name endpoints with resource",
+				k,
+			)
 		}
 	}
 	if t := form.Get("requested_token_type"); t != "" && t != token.TokenTypeAccess {
-		return nil, invalidRequest("invalid_request", "requested_token_type must be %s", token.TokenTypeAccess)
+		return nil, invalidRequest(
+			"invalid_request",
+			"requested_token_type must be %s",
+			token.TokenTypeAccess,
+		)
 	}
 	if c := form.Get("client_id"); c != "" && c != id.String() {
 		return nil, &oauthFailure{http.StatusUnauthorized, "invalid_client",
@@ -121,14 +144,27 @@ func readTokenForm(w http.ResponseWriter, r *http.Request, id certs.Identity) (u
 
 // tokenClient authenticates the client of the token endpoint: a valid,
 // unrevoked agent certificate.
-func (e *Edge) tokenClient(w http.ResponseWriter, r *http.Request) (certs.Identity, *x509.Certificate, bool) {
+func (e *Edge) tokenClient(
+	w http.ResponseWriter,
+	r *http.Request,
+) (certs.Identity, *x509.Certificate, bool) {
 	if r.TLS == nil {
-		oauthError(w, http.StatusUnauthorized, "invalid_client", "an Airlock agent certificate is required")
+		oauthError(
+			w,
+			http.StatusUnauthorized,
+			"invalid_client",
+			"an Airlock agent certificate is required",
+		)
 		return certs.Identity{}, nil, false
 	}
 	id, leaf, err := certs.PeerIdentity(*r.TLS, e.ca.TrustDomain(), certs.KindAgent)
 	if err != nil {
-		oauthError(w, http.StatusUnauthorized, "invalid_client", "an Airlock agent certificate is required")
+		oauthError(
+			w,
+			http.StatusUnauthorized,
+			"invalid_client",
+			"an Airlock agent certificate is required",
+		)
 		return certs.Identity{}, nil, false
 	}
 	if rev, ok := e.revoked.check(id, leaf); ok {
@@ -137,7 +173,12 @@ func (e *Edge) tokenClient(w http.ResponseWriter, r *http.Request) (certs.Identi
 	}
 	// A connection may outlive the certificate that opened it.
 	if e.now().After(leaf.NotAfter) {
-		oauthError(w, http.StatusUnauthorized, "invalid_client", fmt.Sprintf("the certificate of %s has expired", id))
+		oauthError(
+			w,
+			http.StatusUnauthorized,
+			"invalid_client",
+			fmt.Sprintf("the certificate of %s has expired", id),
+		)
 		return certs.Identity{}, nil, false
 	}
 	return id, leaf, true
@@ -168,13 +209,20 @@ type grantRequest struct {
 func (e *Edge) readResources(form url.Values) ([]string, *oauthFailure) {
 	list := form["resource"]
 	if len(list) == 0 {
-		return nil, invalidRequest("invalid_target",
-			"resource is required: the MCP endpoint URL the token is for, such as %s", e.endpointURL("NAME"))
+		return nil, invalidRequest(
+			"invalid_target",
+			"resource is required: the MCP endpoint URL the token is for, such as %s",
+			e.endpointURL("NAME"),
+		)
 	}
 	var out []string
 	for _, r := range list {
 		if _, ok := e.resourceOf(r); !ok {
-			return nil, invalidRequest("invalid_target", "resource %q is not an MCP endpoint of this edge", r)
+			return nil, invalidRequest(
+				"invalid_target",
+				"resource %q is not an MCP endpoint of this edge",
+				r,
+			)
 		}
 		if !slices.Contains(out, r) {
 			out = append(out, r)
@@ -185,7 +233,11 @@ func (e *Edge) readResources(form url.Values) ([]string, *oauthFailure) {
 
 // readScope parses the requested scope, or grants each resource whole.
 // Every item must name one of the resources.
-func (e *Edge) readScope(form url.Values, resources []string, fallback token.Scope) (token.Scope, *oauthFailure) {
+func (e *Edge) readScope(
+	form url.Values,
+	resources []string,
+	fallback token.Scope,
+) (token.Scope, *oauthFailure) {
 	names := make([]string, len(resources))
 	for i, r := range resources {
 		names[i], _ = e.resourceOf(r)
@@ -203,7 +255,12 @@ func (e *Edge) readScope(form url.Values, resources []string, fallback token.Sco
 	}
 	s, err := token.ParseScope(raw, func(n string) bool { return slices.Contains(names, n) })
 	if err != nil {
-		return nil, invalidRequest("invalid_scope", "%v (the resources requested are %s)", err, strings.Join(names, ", "))
+		return nil, invalidRequest(
+			"invalid_scope",
+			"%v (the resources requested are %s)",
+			err,
+			strings.Join(names, ", "),
+		)
 	}
 	return s, nil
 }
@@ -227,7 +284,11 @@ func (e *Edge) readLifetime(form url.Values) (time.Duration, *oauthFailure) {
 	}
 	n, err := strconv.Atoi(raw)
 	if err != nil || n <= 0 {
-		return 0, invalidRequest("invalid_request", "expires_in %q is not a positive number of seconds", raw)
+		return 0, invalidRequest(
+			"invalid_request",
+			"expires_in %q is not a positive number of seconds",
+			raw,
+		)
 	}
 	return min(time.Duration(n)*time.Second, e.cfg.AccessTokenLifetime), nil
 }
@@ -250,7 +311,10 @@ func (e *Edge) clientCredentials(form url.Values) (grantRequest, *oauthFailure) 
 
 // tokenExchange narrows a token of the same agent (RFC 8693 section
 // 2.1): its resources, scope and life, never wider.
-func (e *Edge) tokenExchange(form url.Values, leaf *x509.Certificate) (grantRequest, *oauthFailure) {
+func (e *Edge) tokenExchange(
+	form url.Values,
+	leaf *x509.Certificate,
+) (grantRequest, *oauthFailure) {
 	if t := form.Get("subject_token_type"); t != token.TokenTypeAccess {
 		return grantRequest{}, invalidRequest("invalid_request",
 			"subject_token_type must be %s", token.TokenTypeAccess)
@@ -279,7 +343,10 @@ func (e *Edge) tokenExchange(form url.Values, leaf *x509.Certificate) (grantRequ
 	}
 	have, err := token.ParseScope(claims.Scope, nil)
 	if err != nil {
-		return grantRequest{}, invalidRequest("invalid_grant", "subject_token has an unreadable scope")
+		return grantRequest{}, invalidRequest(
+			"invalid_grant",
+			"subject_token has an unreadable scope",
+		)
 	}
 	scope, ferr := e.readScope(form, resources, have)
 	if ferr != nil {
@@ -293,11 +360,22 @@ func (e *Edge) tokenExchange(form url.Values, leaf *x509.Certificate) (grantRequ
 	if ferr != nil {
 		return grantRequest{}, ferr
 	}
-	return grantRequest{resources: resources, scope: scope, lifetime: life, expires: claims.ExpiresAt.Time}, nil
+	return grantRequest{
+		resources: resources,
+		scope:     scope,
+		lifetime:  life,
+		expires:   claims.ExpiresAt.Time,
+	}, nil
 }
 
 // issueToken signs and sends the access token of a granted request.
-func (e *Edge) issueToken(w http.ResponseWriter, r *http.Request, id certs.Identity, leaf *x509.Certificate, g grantRequest) {
+func (e *Edge) issueToken(
+	w http.ResponseWriter,
+	r *http.Request,
+	id certs.Identity,
+	leaf *x509.Certificate,
+	g grantRequest,
+) {
 	now := e.now()
 	exp := now.Add(g.lifetime)
 	if !g.expires.IsZero() && g.expires.Before(exp) {
@@ -322,7 +400,12 @@ func (e *Edge) issueToken(w http.ResponseWriter, r *http.Request, id certs.Ident
 	raw, err := e.keys.Sign(token.TypAccess, claims)
 	if err != nil {
 		e.logger.Error("signing access token failed", logkey.Error, err)
-		oauthError(w, http.StatusInternalServerError, "server_error", "the edge could not sign a token")
+		oauthError(
+			w,
+			http.StatusInternalServerError,
+			"server_error",
+			"the edge could not sign a token",
+		)
 		return
 	}
 	e.metrics.tokens.WithLabelValues("issued_" + grantLabel(r.PostForm.Get("grant_type"))).Inc()
@@ -352,11 +435,12 @@ func (e *Edge) serveJWKS(w http.ResponseWriter, _ *http.Request) {
 
 // serveASMetadata is the authorization-server metadata (RFC 8414).
 func (e *Edge) serveASMetadata(w http.ResponseWriter, _ *http.Request) {
+	grants := []string{token.GrantClientCredentials, token.GrantTokenExchange}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"issuer":                                e.issuer,
 		"token_endpoint":                        e.issuer + token.PathToken,
 		"jwks_uri":                              e.issuer + token.PathJWKS,
-		"grant_types_supported":                 []string{token.GrantClientCredentials, token.GrantTokenExchange},
+		"grant_types_supported":                 grants,
 		"token_endpoint_auth_methods_supported": []string{"tls_client_auth"},
 		"tls_client_certificate_bound_access_tokens": true,
 		"response_types_supported":                   []string{},
@@ -381,11 +465,12 @@ func (e *Edge) servePRMetadata(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	scope := token.ScopeItem{Resource: name}.String()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"resource":                                   e.endpointURL(name),
 		"authorization_servers":                      []string{e.issuer},
 		"bearer_methods_supported":                   []string{"header"},
-		"scopes_supported":                           []string{token.ScopeItem{Resource: name}.String()},
+		"scopes_supported":                           []string{scope},
 		"tls_client_certificate_bound_access_tokens": true,
 		"resource_name":                              "Airlock MCP resource " + name,
 	})

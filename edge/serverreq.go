@@ -25,7 +25,13 @@ type serverMessage struct {
 // request never reaches the agent; the server gets a JSON-RPC error for it
 // in the agent's place, so it does not wait for an answer that will not
 // come.
-func (e *Edge) decideServerRequest(ctx context.Context, r *http.Request, x *exchange, l *link, m serverMessage) bool {
+func (e *Edge) decideServerRequest(
+	ctx context.Context,
+	r *http.Request,
+	x *exchange,
+	l *link,
+	m serverMessage,
+) bool {
 	input := e.policyInput(r, x)
 	params := map[string]any{}
 	json.Unmarshal(m.Params, &params)
@@ -55,7 +61,12 @@ func (e *Edge) decideServerRequest(ctx context.Context, r *http.Request, x *exch
 	if allowed {
 		return true
 	}
-	answer := mcp.ErrorBody(m.ID, mcp.CodeDenied, "denied by policy: "+msg, map[string]string{"request_id": x.id})
+	answer := mcp.ErrorBody(
+		m.ID,
+		mcp.CodeDenied,
+		"denied by policy: "+msg,
+		map[string]string{"request_id": x.id},
+	)
 	// The answer goes out on its own; it gets copies of what it needs,
 	// since the exchange goes on changing.
 	ax := *x
@@ -72,16 +83,26 @@ func (e *Edge) decideServerRequest(ctx context.Context, r *http.Request, x *exch
 
 // answerServer POSTs the agent's answer to a server request through the
 // tunnel, with the session of the stream it came on.
-func (e *Edge) answerServer(ctx context.Context, session http.Header, ax *exchange, l *link, body []byte) {
+func (e *Edge) answerServer(
+	ctx context.Context,
+	session http.Header,
+	ax *exchange,
+	l *link,
+	body []byte,
+) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	str, err := l.conn.OpenStreamSync(ctx)
 	if err != nil {
-		e.logger.WarnContext(ctx, "answering a denied server request failed", logkey.RequestID, ax.id, logkey.Error, err)
+		e.logger.WarnContext(ctx, "answering a denied server request failed",
+			logkey.RequestID, ax.id, logkey.Error, err)
 		return
 	}
 	defer abandon(str)
-	hdr := http.Header{"Content-Type": {"application/json"}, "Accept": {"application/json, text/event-stream"}}
+	hdr := http.Header{
+		"Content-Type": {"application/json"},
+		"Accept":       {"application/json, text/event-stream"},
+	}
 	for k, v := range session {
 		hdr[k] = v
 	}
@@ -101,6 +122,7 @@ func (e *Edge) answerServer(ctx context.Context, session http.Header, ax *exchan
 		}
 	}
 	if err != nil {
-		e.logger.WarnContext(ctx, "answering a denied server request failed", logkey.RequestID, ax.id, logkey.Error, err)
+		e.logger.WarnContext(ctx, "answering a denied server request failed",
+			logkey.RequestID, ax.id, logkey.Error, err)
 	}
 }

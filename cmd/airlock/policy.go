@@ -83,7 +83,12 @@ func newPolicyEvalCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "the policy folder (required)")
-	cmd.Flags().StringVar(&inputFile, "input", "", "the input document, JSON (- for stdin) (required)")
+	cmd.Flags().StringVar(
+		&inputFile,
+		"input",
+		"",
+		"the input document, JSON (- for stdin) (required)",
+	)
 	cmd.MarkFlagRequired("dir")
 	cmd.MarkFlagRequired("input")
 	return cmd

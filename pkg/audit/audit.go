@@ -45,7 +45,10 @@ const Redacted = "[redacted]"
 
 // DefaultRedact are the argument keys redacted when the config names
 // none.
-var DefaultRedact = []string{"password", "passwd", "secret", "token", "api_key", "apikey", "authorization", "private_key", "credentials"}
+var DefaultRedact = []string{
+	"password", "passwd", "secret", "token", "api_key", "apikey",
+	"authorization", "private_key", "credentials",
+}
 
 // Log appends records to a file. It is safe for concurrent use.
 type Log struct {

@@ -57,7 +57,9 @@ var ErrBatch = errors.New("JSON-RPC batches are not accepted: send one message p
 // "method", so a checker and a server could disagree on what was sent.
 var (
 	topKeys   = []string{"jsonrpc", "id", "method", "params", "result", "error"}
-	paramKeys = []string{"name", "uri", "arguments", "ref", "_meta", "cursor", "argument", "level", "task"}
+	paramKeys = []string{
+		"name", "uri", "arguments", "ref", "_meta", "cursor", "argument", "level", "task",
+	}
 )
 
 // Parse checks that body is exactly one JSON-RPC 2.0 message, strictly:
@@ -105,11 +107,18 @@ func checkEnvelope(raw map[string]json.RawMessage) (*Message, error) {
 	_, hasError := raw["error"]
 	switch {
 	case m.Method == "" && (m.ID == nil || hasResult == hasError):
-		return nil, parseErr(CodeInvalidRequest, "message is neither a request, a notification nor a response")
+		return nil, parseErr(
+			CodeInvalidRequest,
+			"message is neither a request, a notification nor a response",
+		)
 	case m.Method != "" && (hasResult || hasError):
 		return nil, parseErr(CodeInvalidRequest, "a request must not carry result or error")
 	case m.Method != "" && m.ID == nil && !strings.HasPrefix(m.Method, "notifications/"):
-		return nil, parseErr(CodeInvalidRequest, "%s is a request and needs an id; only notifications/* may omit it", m.Method)
+		return nil, parseErr(
+			CodeInvalidRequest,
+			"%s is a request and needs an id; only notifications/* may omit it",
+			m.Method,
+		)
 	}
 	if m.Params != nil {
 		if err := m.readParams(); err != nil {
@@ -180,7 +189,11 @@ func (m *Message) readRef(raw json.RawMessage) error {
 	case "ref/resource":
 		field, other = "uri", "name"
 	default:
-		return parseErr(CodeInvalidParams, "params.ref.type %q is neither ref/prompt nor ref/resource", typ)
+		return parseErr(
+			CodeInvalidParams,
+			"params.ref.type %q is neither ref/prompt nor ref/resource",
+			typ,
+		)
 	}
 	if _, ok := ref[other]; ok {
 		return parseErr(CodeInvalidParams, "params.ref of type %s must not carry %q", typ, other)
@@ -197,7 +210,12 @@ func refuseVariants(obj map[string]json.RawMessage, schema []string, where strin
 	for k := range obj {
 		for _, s := range schema {
 			if k != s && strings.EqualFold(k, s) {
-				return parseErr(CodeInvalidRequest, "key %q differs from %q only in case", where+k, where+s)
+				return parseErr(
+					CodeInvalidRequest,
+					"key %q differs from %q only in case",
+					where+k,
+					where+s,
+				)
 			}
 		}
 	}
@@ -228,7 +246,8 @@ func checkStructure(body []byte) error {
 		if err != nil {
 			return parseErr(CodeParseError, "body is not valid JSON: %v", err)
 		}
-		if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].isKey && tok != json.Delim('}') {
+		n := len(stack)
+		if n > 0 && stack[n-1].object && stack[n-1].isKey && tok != json.Delim('}') {
 			if err := stack[n-1].addKey(tok); err != nil {
 				return err
 			}
@@ -239,7 +258,11 @@ func checkStructure(body []byte) error {
 			if len(stack) >= MaxDepth {
 				return parseErr(CodeInvalidRequest, "message nests deeper than %d levels", MaxDepth)
 			}
-			stack = append(stack, &frame{object: tok == json.Delim('{'), keys: map[string]bool{}, isKey: true})
+			stack = append(stack, &frame{
+				object: tok == json.Delim('{'),
+				keys:   map[string]bool{},
+				isKey:  true,
+			})
 			continue
 		case json.Delim('}'), json.Delim(']'):
 			stack = stack[:len(stack)-1]
@@ -264,7 +287,11 @@ func (f *frame) addKey(tok json.Token) error {
 	// (ſ and s, the Kelvin sign and k), as lenient decoders match them.
 	folded := strings.ToLower(strings.ToUpper(key))
 	if f.keys[folded] {
-		return parseErr(CodeInvalidRequest, "key %q appears twice (keys must be unique, also ignoring case)", key)
+		return parseErr(
+			CodeInvalidRequest,
+			"key %q appears twice (keys must be unique, also ignoring case)",
+			key,
+		)
 	}
 	f.keys[folded] = true
 	f.isKey = false

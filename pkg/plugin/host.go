@@ -298,7 +298,11 @@ func (h *Host) Decide(ctx context.Context, input map[string]any, policy PolicyDe
 			o.deny(fmt.Sprintf("%s (plugin %s)", v.Reason, r.cfg.Name))
 		default:
 			o.Verdicts = append(o.Verdicts, r.cfg.Name+": malformed")
-			o.deny(fmt.Sprintf("plugin %s answered %q, which is no verdict, so the request is denied", r.cfg.Name, v.Verdict))
+			o.deny(fmt.Sprintf(
+				"plugin %s answered %q, which is no verdict, so the request is denied",
+				r.cfg.Name,
+				v.Verdict,
+			))
 		}
 	}
 	return o

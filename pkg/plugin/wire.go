@@ -103,14 +103,24 @@ var serviceDesc = grpc.ServiceDesc{
 	ServiceName: serviceName,
 	HandlerType: (*impl)(nil),
 	Methods: []grpc.MethodDesc{
-		{MethodName: "Describe", Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+		{MethodName: "Describe", Handler: func(
+			srv any,
+			ctx context.Context,
+			dec func(any) error,
+			_ grpc.UnaryServerInterceptor,
+		) (any, error) {
 			var req empty
 			if err := dec(&req); err != nil {
 				return nil, err
 			}
 			return srv.(impl).Describe(ctx)
 		}},
-		{MethodName: "Enrich", Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+		{MethodName: "Enrich", Handler: func(
+			srv any,
+			ctx context.Context,
+			dec func(any) error,
+			_ grpc.UnaryServerInterceptor,
+		) (any, error) {
 			var req enrichRequest
 			if err := dec(&req); err != nil {
 				return nil, err
@@ -118,7 +128,12 @@ var serviceDesc = grpc.ServiceDesc{
 			attrs, err := srv.(impl).Enrich(ctx, req.Input)
 			return &enrichResponse{Context: attrs}, err
 		}},
-		{MethodName: "Decide", Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+		{MethodName: "Decide", Handler: func(
+			srv any,
+			ctx context.Context,
+			dec func(any) error,
+			_ grpc.UnaryServerInterceptor,
+		) (any, error) {
 			var req decideRequest
 			if err := dec(&req); err != nil {
 				return nil, err
@@ -140,7 +155,11 @@ func (p *grpcPlugin) GRPCServer(_ *hplugin.GRPCBroker, s *grpc.Server) error {
 	return nil
 }
 
-func (p *grpcPlugin) GRPCClient(_ context.Context, _ *hplugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+func (p *grpcPlugin) GRPCClient(
+	_ context.Context,
+	_ *hplugin.GRPCBroker,
+	c *grpc.ClientConn,
+) (any, error) {
 	return &client{conn: c}, nil
 }
 
@@ -150,7 +169,8 @@ type client struct {
 }
 
 func (c *client) call(ctx context.Context, method string, req, resp any) error {
-	err := c.conn.Invoke(ctx, "/"+serviceName+"/"+method, req, resp, grpc.CallContentSubtype("json"))
+	fullMethod := "/" + serviceName + "/" + method
+	err := c.conn.Invoke(ctx, fullMethod, req, resp, grpc.CallContentSubtype("json"))
 	if err != nil {
 		return fmt.Errorf("calling %s: %w", method, err)
 	}

@@ -167,7 +167,8 @@ func (e *Engine) Eval(ctx context.Context, input map[string]any) (Decision, erro
 	}
 	rs, err := c.decide.Eval(ctx, rego.EvalParsedInput(value))
 	if err != nil {
-		return Decision{Revision: c.revision}, fmt.Errorf("evaluating policy %s: %w", c.revision, err)
+		return Decision{Revision: c.revision},
+			fmt.Errorf("evaluating policy %s: %w", c.revision, err)
 	}
 	d, err := decodeBindings(rs, c.revision)
 	if err != nil || d.Allowed() || len(d.Deny) > 0 {
@@ -259,7 +260,13 @@ func compile(ctx context.Context, dir string) (*compiled, error) {
 			return nil, err
 		}
 		if failed > 0 {
-			return nil, fmt.Errorf("policy %s fails %d of its own tests (airlock policy test %s):\n%s", dir, failed, dir, out.String())
+			return nil, fmt.Errorf(
+				"policy %s fails %d of its own tests (airlock policy test %s):\n%s",
+				dir,
+				failed,
+				dir,
+				out.String(),
+			)
 		}
 	}
 	opts := []func(*rego.Rego){
@@ -290,7 +297,13 @@ func compile(ctx context.Context, dir string) (*compiled, error) {
 	}
 	slices.Sort(files)
 	rev, _ := fingerprint(dir)
-	return &compiled{query: prepared[0], decide: prepared[1], reason: prepared[2], revision: rev, files: files}, nil
+	return &compiled{
+		query:    prepared[0],
+		decide:   prepared[1],
+		reason:   prepared[2],
+		revision: rev,
+		files:    files,
+	}, nil
 }
 
 // hasTests reports whether the policy folder dir holds *_test.rego files.
@@ -329,8 +342,10 @@ func load(path string) (map[string]*ast.Module, map[string]any, error) {
 		}
 		return modules, b.Data, nil
 	}
-	res, err := fl.Filtered([]string{path},
-		func(_ string, info fs.FileInfo, _ int) bool { return !info.IsDir() && isTestFile(info.Name()) })
+	isTest := func(_ string, info fs.FileInfo, _ int) bool {
+		return !info.IsDir() && isTestFile(info.Name())
+	}
+	res, err := fl.Filtered([]string{path}, isTest)
 	if err != nil {
 		return nil, nil, fmt.Errorf("loading policy folder %s: %w", path, err)
 	}

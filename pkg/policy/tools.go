@@ -16,7 +16,12 @@ import (
 // *_test.rego files) of the policy folder dir and reports them to w. It
 // returns how many passed and failed; err is for tests that could not
 // run at all.
-func Test(ctx context.Context, dir string, w io.Writer, verbose bool) (passed, failed int, err error) {
+func Test(
+	ctx context.Context,
+	dir string,
+	w io.Writer,
+	verbose bool,
+) (passed, failed int, err error) {
 	modules, store, err := tester.LoadWithRegoVersion([]string{dir}, nil, ast.RegoV1)
 	if err != nil {
 		return 0, 0, fmt.Errorf("loading policy folder %s: %w", dir, err)

@@ -69,7 +69,12 @@ type FetchError struct {
 }
 
 func (e *FetchError) Error() string {
-	return fmt.Sprintf("token endpoint refused (%d %s): %s", e.Status, e.ErrorResponse.Error, e.Description)
+	return fmt.Sprintf(
+		"token endpoint refused (%d %s): %s",
+		e.Status,
+		e.ErrorResponse.Error,
+		e.Description,
+	)
 }
 
 // Request asks the token endpoint for a token.
@@ -87,7 +92,12 @@ type Request struct {
 
 // Fetch asks the token endpoint at tokenURL for a token, authenticating
 // with the client certificate of client (RFC 8705 section 2).
-func Fetch(ctx context.Context, client *http.Client, tokenURL string, req Request) (*Response, error) {
+func Fetch(
+	ctx context.Context,
+	client *http.Client,
+	tokenURL string,
+	req Request,
+) (*Response, error) {
 	form := url.Values{"resource": req.Resources}
 	if req.Scope != "" {
 		form.Set("scope", req.Scope)
@@ -101,7 +111,8 @@ func Fetch(ctx context.Context, client *http.Client, tokenURL string, req Reques
 	if req.Lifetime > 0 {
 		form.Set("expires_in", fmt.Sprint(int(req.Lifetime.Seconds())))
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, tokenURL, strings.NewReader(form.Encode()))
+	body := strings.NewReader(form.Encode())
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, tokenURL, body)
 	if err != nil {
 		return nil, fmt.Errorf("fetching token: %w", err)
 	}
@@ -119,7 +130,10 @@ func Fetch(ctx context.Context, client *http.Client, tokenURL string, req Reques
 	if resp.StatusCode != http.StatusOK {
 		fe := &FetchError{Status: resp.StatusCode}
 		if json.Unmarshal(data, &fe.ErrorResponse) != nil || fe.ErrorResponse.Error == "" {
-			fe.ErrorResponse = ErrorResponse{Error: "unexpected_answer", Description: string(bytes.TrimSpace(data))}
+			fe.ErrorResponse = ErrorResponse{
+				Error:       "unexpected_answer",
+				Description: string(bytes.TrimSpace(data)),
+			}
 		}
 		return nil, fe
 	}
@@ -206,7 +220,11 @@ func endpointOf(u *url.URL) (resource, tokenURL string, ok bool) {
 	return base + u.Path, base + PathToken, true
 }
 
-func (t *Transport) token(ctx context.Context, resource, tokenURL string, fresh bool) (string, error) {
+func (t *Transport) token(
+	ctx context.Context,
+	resource, tokenURL string,
+	fresh bool,
+) (string, error) {
 	now := time.Now
 	if t.Now != nil {
 		now = t.Now
@@ -222,7 +240,8 @@ func (t *Transport) token(ctx context.Context, resource, tokenURL string, fresh 
 		return c.token, nil
 	}
 
-	resp, err := Fetch(ctx, t.Client, tokenURL, Request{Resources: []string{resource}, Scope: t.Scope})
+	req := Request{Resources: []string{resource}, Scope: t.Scope}
+	resp, err := Fetch(ctx, t.Client, tokenURL, req)
 	if err != nil {
 		return "", err
 	}

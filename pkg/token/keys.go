@@ -149,7 +149,12 @@ func newSigner(alg string) (crypto.Signer, error) {
 		_, k, err := ed25519.GenerateKey(rand.Reader)
 		return k, err
 	}
-	return nil, fmt.Errorf("signing algorithm %q is not supported (want %s or %s)", alg, AlgES256, AlgEdDSA)
+	return nil, fmt.Errorf(
+		"signing algorithm %q is not supported (want %s or %s)",
+		alg,
+		AlgES256,
+		AlgEdDSA,
+	)
 }
 
 // Rotate makes a new signing key with alg (ES256 when empty) and retires
@@ -196,7 +201,13 @@ func (ks *KeySet) putLocked(k *Key) error {
 	if err != nil {
 		return fmt.Errorf("encoding key %s: %w", k.ID, err)
 	}
-	rec, _ := json.Marshal(keyRecord{ID: k.ID, Alg: k.Alg, PKCS8: der, CreatedAt: k.CreatedAt, RetiredAt: k.RetiredAt})
+	rec, _ := json.Marshal(keyRecord{
+		ID:        k.ID,
+		Alg:       k.Alg,
+		PKCS8:     der,
+		CreatedAt: k.CreatedAt,
+		RetiredAt: k.RetiredAt,
+	})
 	if err := ks.st.Put(keysBucket, k.ID, rec); err != nil {
 		return fmt.Errorf("storing key %s: %w", k.ID, err)
 	}
@@ -278,7 +289,8 @@ func (ks *KeySet) Lookup(kid string) (*Key, bool) {
 func (ks *KeySet) JWKS() ([]byte, error) {
 	var set jose.JSONWebKeySet
 	for _, k := range ks.Keys() {
-		set.Keys = append(set.Keys, jose.JSONWebKey{Key: k.Public, KeyID: k.ID, Algorithm: k.Alg, Use: "sig"})
+		jwk := jose.JSONWebKey{Key: k.Public, KeyID: k.ID, Algorithm: k.Alg, Use: "sig"}
+		set.Keys = append(set.Keys, jwk)
 	}
 	return json.Marshal(set)
 }
@@ -316,7 +328,8 @@ func ParseJWKS(data []byte) (*PublicKeys, error) {
 	pk := &PublicKeys{}
 	for _, jwk := range set.Keys {
 		alg := algOf(jwk.Key)
-		if alg == "" || jwk.KeyID == "" || (jwk.Use != "" && jwk.Use != "sig") || jwk.Algorithm != alg {
+		otherUse := jwk.Use != "" && jwk.Use != "sig"
+		if alg == "" || jwk.KeyID == "" || otherUse || jwk.Algorithm != alg {
 			continue
 		}
 		pk.keys = append(pk.keys, &Key{ID: jwk.KeyID, Alg: alg, Public: jwk.Key})

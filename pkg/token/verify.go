@@ -94,7 +94,8 @@ type Verifier struct {
 // audience and fills claims.
 func (v *Verifier) parse(raw, typ, audience string, claims jwt.Claims) error {
 	if len(raw) > MaxTokenBytes {
-		return invalid(fmt.Sprintf("token of %d bytes is over the limit of %d", len(raw), MaxTokenBytes), nil)
+		reason := fmt.Sprintf("token of %d bytes is over the limit of %d", len(raw), MaxTokenBytes)
+		return invalid(reason, nil)
 	}
 	now := v.Now
 	if now == nil {
@@ -109,7 +110,8 @@ func (v *Verifier) parse(raw, typ, audience string, claims jwt.Claims) error {
 		jwt.WithLeeway(min(v.Leeway, MaxLeeway)),
 		jwt.WithTimeFunc(now),
 	)
-	_, err := p.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) { return v.key(t, typ) })
+	keyFunc := func(t *jwt.Token) (any, error) { return v.key(t, typ) }
+	_, err := p.ParseWithClaims(raw, claims, keyFunc)
 	if err != nil {
 		return invalid("verifying", err)
 	}
@@ -136,7 +138,12 @@ func (v *Verifier) key(t *jwt.Token, typ string) (any, error) {
 		return nil, fmt.Errorf("%w %q", ErrUnknownKey, kid)
 	}
 	if t.Method.Alg() != k.Alg {
-		return nil, fmt.Errorf("algorithm %s, but key %q signs only with %s", t.Method.Alg(), kid, k.Alg)
+		return nil, fmt.Errorf(
+			"algorithm %s, but key %q signs only with %s",
+			t.Method.Alg(),
+			kid,
+			k.Alg,
+		)
 	}
 	return k.Public, nil
 }
@@ -153,7 +160,8 @@ func (v *Verifier) checkCommon(c *jwt.RegisteredClaims) error {
 		return invalid("no iat", nil)
 	}
 	if life := c.ExpiresAt.Sub(c.IssuedAt.Time); life > v.MaxLifetime {
-		return invalid(fmt.Sprintf("lifetime %s is over the maximum of %s", life, v.MaxLifetime), nil)
+		reason := fmt.Sprintf("lifetime %s is over the maximum of %s", life, v.MaxLifetime)
+		return invalid(reason, nil)
 	}
 	return nil
 }
@@ -164,7 +172,10 @@ func (v *Verifier) checkCommon(c *jwt.RegisteredClaims) error {
 // aud, exp, nbf and iat within the leeway, the lifetime, sub, jti, and
 // the binding to cert (RFC 8705 section 3). Every failure is an
 // [*InvalidError].
-func (v *Verifier) VerifyAccess(raw, audience string, cert *x509.Certificate) (*AccessClaims, error) {
+func (v *Verifier) VerifyAccess(
+	raw, audience string,
+	cert *x509.Certificate,
+) (*AccessClaims, error) {
 	var c AccessClaims
 	if err := v.parse(raw, TypAccess, audience, &c); err != nil {
 		return nil, err
