@@ -76,7 +76,15 @@ func Parse(body []byte) (*Message, error) {
 	if len(trimmed) > 0 && trimmed[0] == '[' {
 		return nil, parseErr(CodeInvalidRequest, "%s", ErrBatch)
 	}
-	if err := checkStructure(body); err != nil {
+	// The standard library checks the syntax fast; the slow walk only
+	// runs to say what is wrong with a body that fails.
+	if !json.Valid(body) {
+		if err := checkStructure(body); err != nil {
+			return nil, err
+		}
+		return nil, parseErr(CodeParseError, "body is not valid JSON")
+	}
+	if err := scanKeys(body); err != nil {
 		return nil, err
 	}
 	var raw map[string]json.RawMessage

@@ -1,9 +1,11 @@
 package mcp
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestParseAccepts(t *testing.T) {
@@ -89,10 +91,18 @@ func FuzzParse(f *testing.F) {
 		`[{"jsonrpc":"2.0"}]`,
 		`{"jsonrpc":"2.0","id":1,"method":"ping","Method":"x"}`,
 		`{"jsonrpc":"2.0","id":5,"result":{}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"m\u0065thod":1,"METHOD":2}}}`,
+		`{"a":[{"b":{"c":[]}},{"b":"\"}"}],"A ":1}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		// The fast key scan must agree with the token walk it replaced.
+		if utf8.Valid(body) && json.Valid(body) {
+			if (scanKeys(body) == nil) != (checkStructure(body) == nil) {
+				t.Fatalf("scanKeys = %v but checkStructure = %v for %q", scanKeys(body), checkStructure(body), body)
+			}
+		}
 		m, err := Parse(body)
 		if err != nil {
 			var pe *ParseError
