@@ -52,7 +52,7 @@ func checkRoundTrip(t *testing.T, v, fresh any) {
 	var buf bytes.Buffer
 	err := WriteFrame(&buf, v)
 	if errors.Is(err, ErrFrameTooLarge) {
-		// encoding/json escapes '<', '>', '&' and invalid UTF-8 as \uXXXX,
+		// encoding/json escapes '<', '>', '&' and invalid UTF-8 as six-byte \u escapes,
 		// so a frame near MaxFrameSize may grow past it when written back.
 		return
 	}
