@@ -176,14 +176,11 @@ func reasonIf(denied bool, reason string) string {
 // arguments returns the arguments of a tools/call or prompts/get, for the
 // audit record (which redacts them).
 func arguments(x *exchange) map[string]any {
-	if len(x.params) == 0 || (x.method != "tools/call" && x.method != "prompts/get") {
+	if x.method != "tools/call" && x.method != "prompts/get" {
 		return nil
 	}
-	var p struct {
-		Arguments map[string]any `json:"arguments"`
-	}
-	json.Unmarshal(x.params, &p)
-	return p.Arguments
+	args, _ := x.params["arguments"].(map[string]any)
+	return args
 }
 
 // policyInput builds the input document (docs/policy.md).
@@ -253,22 +250,19 @@ func mcpInput(r *http.Request, x *exchange) map[string]any {
 		json.Unmarshal(x.msgID, &id)
 		m["id"] = id
 	}
-	params := map[string]any{}
-	if len(x.params) > 0 {
-		json.Unmarshal(x.params, &params)
+	params := x.params
+	if params == nil {
+		params = map[string]any{}
 	}
 	m["params"] = params
 	switch x.method {
-	case "tools/call":
-		m["tool"] = x.target
-		args, _ := params["arguments"].(map[string]any)
-		if args == nil {
-			args = map[string]any{}
+	case "tools/call", "prompts/get":
+		target := "tool"
+		if x.method == "prompts/get" {
+			target = "prompt"
 		}
-		m["arguments"] = args
-	case "prompts/get":
-		m["prompt"] = x.target
-		args, _ := params["arguments"].(map[string]any)
+		m[target] = x.target
+		args := arguments(x)
 		if args == nil {
 			args = map[string]any{}
 		}

@@ -158,7 +158,7 @@ type exchange struct {
 	target string
 	kind   string
 	msgID  json.RawMessage
-	params json.RawMessage
+	params map[string]any // never nil after a POST was read
 	// plugins are the plugins' verdicts, for the audit record.
 	plugins []string
 	// connector will carry the request, once picked.
@@ -339,7 +339,13 @@ func (e *Edge) readMessage(w http.ResponseWriter, r *http.Request, x *exchange, 
 		x.fail(w, http.StatusBadRequest, code, err.Error())
 		return false
 	}
-	x.method, x.target, x.msgID, x.params = m.Method, m.Name, m.ID, m.Params
+	x.method, x.target, x.msgID = m.Method, m.Name, m.ID
+	// Decoded once: the policy input, list filtering and the audit record
+	// all read it.
+	x.params = map[string]any{}
+	if len(m.Params) > 0 {
+		json.Unmarshal(m.Params, &x.params)
+	}
 	switch {
 	case m.IsResponse():
 		x.kind = kindResponse

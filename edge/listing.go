@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"strconv"
@@ -314,13 +315,16 @@ func (e *Edge) filterItems(
 		}
 	}
 	kept := make([]json.RawMessage, 0, len(items))
+	// One input document for the whole list; each item changes only its
+	// own copy of input.mcp.
+	base := e.policyInput(r, x)
 	for _, item := range items {
 		var fields map[string]json.RawMessage
 		var key string
 		if json.Unmarshal(item, &fields) != nil || json.Unmarshal(fields[shape.key], &key) != nil {
 			return nil, 0, 0, fmt.Errorf("an item of result.%s has no %s", shape.field, shape.key)
 		}
-		if e.mayUse(ctx, r, x, shape, key) {
+		if e.mayUse(ctx, x, base, shape, key) {
 			kept = append(kept, item)
 		}
 	}
@@ -335,16 +339,17 @@ func (e *Edge) filterItems(
 // arguments. An error hides the item.
 func (e *Edge) mayUse(
 	ctx context.Context,
-	r *http.Request,
 	x *exchange,
+	base map[string]any,
 	shape listShape,
 	key string,
 ) bool {
 	if !x.scope.Allows(x.resource, shape.method, key) {
 		return false
 	}
-	input := e.policyInput(r, x)
-	m := input["mcp"].(map[string]any)
+	input := maps.Clone(base)
+	m := maps.Clone(base["mcp"].(map[string]any))
+	input["mcp"] = m
 	m["method"], m["listing"], m[shape.input] = shape.method, true, key
 	m["arguments"], m["params"] = map[string]any{}, map[string]any{}
 	delete(m, "id")
