@@ -26,9 +26,9 @@ func (e *Edge) authorizeToken(w http.ResponseWriter, r *http.Request, x *exchang
 			"an access token is required: get one from the token endpoint with the agent certificate")
 		return false
 	}
-	claims, err := e.verifyCached(strings.TrimSpace(raw), e.endpointURL(x.resource), x.leaf)
-	if err == nil && claims.Subject != x.agent.String() {
-		err = fmt.Errorf("token of %s presented by %s", claims.Subject, x.agent)
+	vt, err := e.verifyCached(strings.TrimSpace(raw), e.endpointURL(x.resource), x.leaf)
+	if err == nil && vt.claims.Subject != x.agent.String() {
+		err = fmt.Errorf("token of %s presented by %s", vt.claims.Subject, x.agent)
 	}
 	if err != nil {
 		e.metrics.tokens.WithLabelValues("invalid").Inc()
@@ -43,8 +43,7 @@ func (e *Edge) authorizeToken(w http.ResponseWriter, r *http.Request, x *exchang
 		)
 		return false
 	}
-	scope, err := token.ParseScope(claims.Scope, nil)
-	if err != nil {
+	if vt.scopeErr != nil {
 		e.challenge(
 			w,
 			x,
@@ -54,7 +53,7 @@ func (e *Edge) authorizeToken(w http.ResponseWriter, r *http.Request, x *exchang
 		)
 		return false
 	}
-	x.scope, x.tokenID, x.claims = scope, claims.ID, claims
+	x.scope, x.tokenID, x.claims = vt.scope, vt.claims.ID, vt.claims
 	return true
 }
 
@@ -103,39 +102,47 @@ func (e *Edge) challenge(w http.ResponseWriter, x *exchange, status int, code, m
 	x.fail(w, status, mcp.CodeUnauthenticated, msg)
 }
 
+// verifiedToken is an access token that passed verification, with its
+// scope read once.
+type verifiedToken struct {
+	claims   *token.AccessClaims
+	scope    token.Scope
+	scopeErr error
+}
+
 // tokenCache remembers verified tokens, so that an agent's token is
 // checked cryptographically once and then only for time and binding. It
 // is safe for concurrent use.
 type tokenCache struct {
 	// mu guards entries and gen.
 	mu      sync.Mutex
-	entries map[string]*token.AccessClaims
+	entries map[string]*verifiedToken
 	gen     uint64 // counts clears
 }
 
 // maxCachedTokens bounds the cache; when full it starts over.
 const maxCachedTokens = 10000
 
-// get returns the claims cached under key, and the generation to put a
+// get returns the token cached under key, and the generation to put a
 // new entry with.
-func (c *tokenCache) get(key string) (*token.AccessClaims, uint64) {
+func (c *tokenCache) get(key string) (*verifiedToken, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.entries[key], c.gen
 }
 
-// put caches claims unless the cache was cleared since gen: a token
-// verified under a key removed meanwhile must not come back.
-func (c *tokenCache) put(key string, claims *token.AccessClaims, gen uint64) {
+// put caches vt unless the cache was cleared since gen: a token verified
+// under a key removed meanwhile must not come back.
+func (c *tokenCache) put(key string, vt *verifiedToken, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen {
 		return
 	}
 	if c.entries == nil || len(c.entries) >= maxCachedTokens {
-		c.entries = map[string]*token.AccessClaims{}
+		c.entries = map[string]*verifiedToken{}
 	}
-	c.entries[key] = claims
+	c.entries[key] = vt
 }
 
 // clear forgets every token; the signing keys changed.
@@ -152,26 +159,28 @@ func (c *tokenCache) clear() {
 func (e *Edge) verifyCached(
 	raw, audience string,
 	leaf *x509.Certificate,
-) (*token.AccessClaims, error) {
+) (*verifiedToken, error) {
 	key := audience + " " + raw
-	c, gen := e.tokens.get(key)
-	if c != nil {
-		if e.now().After(c.ExpiresAt.Add(tokenLeeway)) {
+	vt, gen := e.tokens.get(key)
+	if vt != nil {
+		if e.now().After(vt.claims.ExpiresAt.Add(tokenLeeway)) {
 			return nil, &token.InvalidError{Reason: "expired"}
 		}
-		if c.Cnf.X5tS256 != token.Thumbprint(leaf) {
+		if vt.claims.Cnf.X5tS256 != token.Thumbprint(leaf) {
 			return nil, &token.InvalidError{
 				Reason: "bound to another certificate than the one presented",
 			}
 		}
-		return c, nil
+		return vt, nil
 	}
 	c, err := e.verifier.VerifyAccess(raw, audience, leaf)
 	if err != nil {
 		return nil, err
 	}
-	e.tokens.put(key, c, gen)
-	return c, nil
+	vt = &verifiedToken{claims: c}
+	vt.scope, vt.scopeErr = token.ParseScope(c.Scope, nil)
+	e.tokens.put(key, vt, gen)
+	return vt, nil
 }
 
 // assertion signs the identity assertion of a request the edge is about

@@ -87,9 +87,9 @@ func Parse(body []byte) (*Message, error) {
 	if err := scanKeys(body); err != nil {
 		return nil, err
 	}
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(body, &raw); err != nil {
-		return nil, parseErr(CodeInvalidRequest, "message is not a JSON object: %v", err)
+	raw, ok := objectMembers(body)
+	if !ok {
+		return nil, parseErr(CodeInvalidRequest, "message is not a JSON object")
 	}
 	if err := refuseVariants(raw, topKeys, ""); err != nil {
 		return nil, err
@@ -97,22 +97,22 @@ func Parse(body []byte) (*Message, error) {
 	return checkEnvelope(raw)
 }
 
-func checkEnvelope(raw map[string]json.RawMessage) (*Message, error) {
-	var version string
-	if json.Unmarshal(raw["jsonrpc"], &version) != nil || version != "2.0" {
+func checkEnvelope(raw members) (*Message, error) {
+	if version, ok := unquote(raw.get("jsonrpc")); !ok || version != "2.0" {
 		return nil, parseErr(CodeInvalidRequest, `"jsonrpc" must be "2.0"`)
 	}
-	m := &Message{ID: raw["id"], Params: raw["params"]}
+	m := &Message{ID: raw.get("id"), Params: raw.get("params")}
 	if m.ID != nil && !validID(m.ID) {
 		return nil, parseErr(CodeInvalidRequest, `"id" must be a string or a number`)
 	}
-	if method, ok := raw["method"]; ok {
-		if json.Unmarshal(method, &m.Method) != nil || m.Method == "" {
+	if method := raw.get("method"); method != nil {
+		var ok bool
+		if m.Method, ok = unquote(method); !ok || m.Method == "" {
 			return nil, parseErr(CodeInvalidRequest, `"method" must be a non-empty string`)
 		}
 	}
-	_, hasResult := raw["result"]
-	_, hasError := raw["error"]
+	hasResult := raw.get("result") != nil
+	hasError := raw.get("error") != nil
 	switch {
 	case m.Method == "" && (m.ID == nil || hasResult == hasError):
 		return nil, parseErr(
@@ -148,8 +148,8 @@ func validID(id json.RawMessage) bool {
 
 // readParams checks params and reads the method's target name.
 func (m *Message) readParams() error {
-	var p map[string]json.RawMessage
-	if len(m.Params) == 0 || m.Params[0] != '{' || json.Unmarshal(m.Params, &p) != nil {
+	p, ok := objectMembers(m.Params)
+	if !ok {
 		return parseErr(CodeInvalidParams, `"params" must be an object`)
 	}
 	if err := refuseVariants(p, paramKeys, "params."); err != nil {
@@ -162,13 +162,15 @@ func (m *Message) readParams() error {
 	case "resources/read", "resources/subscribe", "resources/unsubscribe":
 		field = "uri"
 	case "completion/complete":
-		return m.readRef(p["ref"])
+		return m.readRef(p.get("ref"))
 	}
 	if field == "" {
 		return nil
 	}
-	if v, ok := p[field]; ok && json.Unmarshal(v, &m.Name) != nil {
-		return parseErr(CodeInvalidParams, "params.%s of %s must be a string", field, m.Method)
+	if v := p.get(field); v != nil {
+		if m.Name, ok = unquote(v); !ok {
+			return parseErr(CodeInvalidParams, "params.%s of %s must be a string", field, m.Method)
+		}
 	}
 	return nil
 }
@@ -181,15 +183,14 @@ func (m *Message) readRef(raw json.RawMessage) error {
 	if raw == nil {
 		return nil
 	}
-	var ref map[string]json.RawMessage
-	if json.Unmarshal(raw, &ref) != nil {
+	ref, ok := objectMembers(raw)
+	if !ok {
 		return parseErr(CodeInvalidParams, "params.ref must be an object")
 	}
 	if err := refuseVariants(ref, []string{"type", "name", "uri"}, "params.ref."); err != nil {
 		return err
 	}
-	var typ string
-	json.Unmarshal(ref["type"], &typ)
+	typ, _ := unquote(ref.get("type"))
 	field, other := "", ""
 	switch typ {
 	case "ref/prompt":
@@ -203,10 +204,10 @@ func (m *Message) readRef(raw json.RawMessage) error {
 			typ,
 		)
 	}
-	if _, ok := ref[other]; ok {
+	if ref.get(other) != nil {
 		return parseErr(CodeInvalidParams, "params.ref of type %s must not carry %q", typ, other)
 	}
-	if json.Unmarshal(ref[field], &m.Name) != nil {
+	if m.Name, ok = unquote(ref.get(field)); !ok {
 		return parseErr(CodeInvalidParams, "params.ref.%s must be a string", field)
 	}
 	return nil
@@ -214,8 +215,9 @@ func (m *Message) readRef(raw json.RawMessage) error {
 
 // refuseVariants refuses a key that matches a schema key only when case
 // is ignored.
-func refuseVariants(obj map[string]json.RawMessage, schema []string, where string) error {
-	for k := range obj {
+func refuseVariants(obj members, schema []string, where string) error {
+	for _, member := range obj {
+		k := member.key
 		for _, s := range schema {
 			if k != s && strings.EqualFold(k, s) {
 				return parseErr(

@@ -1,6 +1,7 @@
 package mcp
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -101,6 +102,22 @@ func FuzzParse(f *testing.F) {
 		if utf8.Valid(body) && json.Valid(body) {
 			if (scanKeys(body) == nil) != (checkStructure(body) == nil) {
 				t.Fatalf("scanKeys = %v but checkStructure = %v for %q", scanKeys(body), checkStructure(body), body)
+			}
+			// The member split must agree with the standard decoder.
+			var want map[string]json.RawMessage
+			got, isObject := objectMembers(body)
+			if (json.Unmarshal(body, &want) == nil) != isObject {
+				t.Fatalf("objectMembers(%q) object = %v, the decoder disagrees", body, isObject)
+			}
+			if isObject && scanKeys(body) == nil {
+				if len(got) != len(want) {
+					t.Fatalf("objectMembers(%q) = %d members, want %d", body, len(got), len(want))
+				}
+				for _, m := range got {
+					if !bytes.Equal(m.value, want[m.key]) {
+						t.Fatalf("objectMembers(%q)[%q] = %q, want %q", body, m.key, m.value, want[m.key])
+					}
+				}
 			}
 		}
 		m, err := Parse(body)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
+	"unicode/utf8"
 )
 
 // scanKeys walks a body that json.Valid accepted and checks what the
@@ -16,7 +17,8 @@ func scanKeys(body []byte) error {
 		expectKey bool
 		keys      []string
 	}
-	var stack []level
+	var room [8]level // most messages nest less: no allocation for them
+	stack := room[:0]
 	for i := 0; i < len(body); i++ {
 		switch body[i] {
 		case '{', '[':
@@ -37,7 +39,7 @@ func scanKeys(body []byte) error {
 				if err != nil {
 					return err
 				}
-				folded := strings.ToLower(strings.ToUpper(key))
+				folded := foldKey(key)
 				for _, k := range stack[n-1].keys {
 					if k == folded {
 						return parseErr(CodeInvalidRequest, "key %q appears twice (keys must be unique, also ignoring case)", key)
@@ -50,6 +52,22 @@ func scanKeys(body []byte) error {
 		}
 	}
 	return nil
+}
+
+// foldKey maps a key to the form two keys share when they are equal with
+// case ignored. ASCII keys, nearly all of them, fold without allocating
+// when they are already lower case.
+func foldKey(key string) string {
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if c >= utf8.RuneSelf {
+			return strings.ToLower(strings.ToUpper(key))
+		}
+		if 'A' <= c && c <= 'Z' {
+			return strings.ToLower(key)
+		}
+	}
+	return key
 }
 
 // stringEnd returns the index of the quote that closes the string opening
@@ -76,4 +94,98 @@ func keyOf(quoted []byte) (string, error) {
 		return "", parseErr(CodeParseError, "body is not valid JSON: %v", err)
 	}
 	return s, nil
+}
+
+// member is one key of a JSON object with its value's raw bytes.
+type member struct {
+	key   string
+	value json.RawMessage
+}
+
+// members are an object's members in the order they were written.
+type members []member
+
+// get returns the raw value of key, nil when the object has none.
+func (ms members) get(key string) json.RawMessage {
+	for _, m := range ms {
+		if m.key == key {
+			return m.value
+		}
+	}
+	return nil
+}
+
+// objectMembers splits obj, valid JSON already, into its members without
+// decoding their values. It reports false when obj is not an object.
+func objectMembers(obj []byte) (members, bool) {
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return nil, false
+	}
+	var ms members
+	for {
+		i = skipSpace(obj, i+1)
+		if obj[i] == '}' {
+			return ms, true
+		}
+		end := stringEnd(obj, i)
+		key, err := keyOf(obj[i : end+1])
+		if err != nil {
+			return nil, false
+		}
+		start := skipSpace(obj, skipSpace(obj, end+1)+1) // past the colon
+		i = valueEnd(obj, start)
+		ms = append(ms, member{key: key, value: bytes.TrimRight(obj[start:i], " \t\r\n")})
+		if obj[i] == '}' {
+			return ms, true
+		}
+	}
+}
+
+// valueEnd returns the index of the comma or brace that ends the value
+// starting at obj[start], inside an object.
+func valueEnd(obj []byte, start int) int {
+	depth := 0
+	for i := start; i < len(obj); i++ {
+		switch obj[i] {
+		case '"':
+			i = stringEnd(obj, i)
+		case '{', '[':
+			depth++
+		case ']':
+			depth--
+		case '}':
+			if depth == 0 {
+				return i
+			}
+			depth--
+		case ',':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return len(obj) - 1
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// unquote decodes a raw JSON string; it reports false for any other value.
+func unquote(raw json.RawMessage) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", false
+	}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), true
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
 }

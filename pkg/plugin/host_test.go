@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/airlockhq/airlock/internal/latency"
 )
 
 // binaries are the plugin programs the tests build once.
@@ -177,11 +179,15 @@ func BenchmarkDecideRoundTrip(b *testing.B) {
 	}
 	defer h.Close()
 	in := callInput("echo", map[string]any{"text": "hi"})
+	var samples latency.Samples
 	for b.Loop() {
-		if o := h.Decide(context.Background(), in, PolicyDecision{Allow: true}); o.Denied {
-			b.Fatal(o.Reason)
-		}
+		samples.Time(func() {
+			if o := h.Decide(context.Background(), in, PolicyDecision{Allow: true}); o.Denied {
+				b.Fatal(o.Reason)
+			}
+		})
 	}
+	samples.Report(b)
 }
 
 // waitServing waits until the plugin answers again after a fault.

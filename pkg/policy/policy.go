@@ -154,23 +154,29 @@ func (e *Engine) Reload(ctx context.Context) error {
 
 // Eval decides input. An evaluation error is returned with a denying
 // Decision; the caller denies.
-func (e *Engine) Eval(ctx context.Context, input map[string]any) (Decision, error) {
+func (e *Engine) Eval(ctx context.Context, input map[string]any) (d Decision, err error) {
+	defer func() {
+		// The lazy conversion panics on a value JSON cannot hold (a
+		// channel, a function): that is an error, so the request is denied.
+		if p := recover(); p != nil {
+			d, err = Decision{Revision: d.Revision}, fmt.Errorf("encoding policy input: %v", p)
+		}
+	}()
 	e.mu.RLock()
 	c := e.cur
 	e.mu.RUnlock()
 	if c == nil {
 		return Decision{}, ErrNoPolicy
 	}
-	value, err := ast.InterfaceToValue(input)
-	if err != nil {
-		return Decision{Revision: c.revision}, fmt.Errorf("encoding policy input: %w", err)
-	}
+	// The input is converted to OPA's form lazily, only the parts a rule
+	// reads: most rules look at a handful of the input's fields.
+	value := ast.LazyObject(input)
 	rs, err := c.decide.Eval(ctx, rego.EvalParsedInput(value))
 	if err != nil {
 		return Decision{Revision: c.revision},
 			fmt.Errorf("evaluating policy %s: %w", c.revision, err)
 	}
-	d, err := decodeBindings(rs, c.revision)
+	d, err = decodeBindings(rs, c.revision)
 	if err != nil || d.Allowed() || len(d.Deny) > 0 {
 		return d, err
 	}
@@ -271,7 +277,8 @@ func compile(ctx context.Context, dir string) (*compiled, error) {
 	}
 	opts := []func(*rego.Rego){
 		rego.SetRegoVersion(ast.RegoV1),
-		rego.Store(inmem.NewFromObject(data)),
+		rego.Store(inmem.NewFromObjectWithOpts(data,
+			inmem.OptRoundTripOnWrite(true), inmem.OptReturnASTValuesOnRead(true))),
 		// A builtin that fails (a division by zero, a bad regex) is an
 		// error, not an undefined value a policy could mistake for "no
 		// objection": the request is denied.

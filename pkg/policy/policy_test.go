@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"net/http"
@@ -131,6 +132,47 @@ func TestEvalTypeErrors(t *testing.T) {
 	e, _ = newEngine(t, map[string]string{"authz.rego": "package airlock.authz\n\nallow if 1 / input.zero == 1\n"})
 	if _, err := e.Eval(t.Context(), map[string]any{"zero": 0}); err == nil {
 		t.Error("Eval() of a failing expression returned no error")
+	}
+}
+
+// TestEvalLazyInput checks that the input, converted only where a rule
+// reads it, reads the same as a whole document: iterated, compared,
+// counted, with numbers and nested lists, and that a value JSON cannot
+// hold is an error rather than a crash.
+func TestEvalLazyInput(t *testing.T) {
+	e, _ := newEngine(t, map[string]string{"authz.rego": `package airlock.authz
+
+default allow := false
+
+allow if {
+	input.mcp == {"tool": "echo", "arguments": {"n": 3, "tags": ["a", "b"]}}
+	count(input) == 2
+	some k, v in input.mcp.arguments
+	k == "n"
+	v > 2
+	walk(input, [["mcp", "arguments", "tags", 1], "b"])
+}
+`})
+	in := func(n any) map[string]any {
+		return map[string]any{
+			"agent": map[string]any{"name": "alice"},
+			"mcp": map[string]any{"tool": "echo", "arguments": map[string]any{
+				"n": n, "tags": []any{"a", "b"},
+			}},
+		}
+	}
+	for _, tt := range []struct {
+		n    any
+		want bool
+	}{{int64(3), true}, {float64(3), true}, {json.Number("3"), true}, {2, false}} {
+		d, err := e.Eval(t.Context(), in(tt.n))
+		if err != nil || d.Allowed() != tt.want {
+			t.Errorf("Eval(n = %v %T) = %+v, %v, want allowed %v", tt.n, tt.n, d, err, tt.want)
+		}
+	}
+	_, err := e.Eval(t.Context(), in(make(chan int)))
+	if err == nil || !strings.Contains(err.Error(), "encoding policy input") {
+		t.Errorf("Eval() of an input with a channel = %v, want an encoding error", err)
 	}
 }
 
