@@ -13,6 +13,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"runtime"
+	"strconv"
 
 	hplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -179,13 +182,25 @@ func (c *client) call(ctx context.Context, method string, req, resp any) error {
 
 // Serve runs p as a plugin process until the edge stops it. Call it from
 // the plugin's main.
+// It runs the Go runtime on as many processors as the edge's configuration
+// says (procs, default 1).
 func Serve(p Plugin) {
+	if n, err := strconv.Atoi(os.Getenv(procsEnv)); err == nil && n > 0 {
+		runtime.GOMAXPROCS(n)
+	}
 	hplugin.Serve(&hplugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         hplugin.PluginSet{pluginName: &grpcPlugin{impl: adapter{p}}},
-		GRPCServer:      hplugin.DefaultGRPCServer,
+		// A worker goroutine kept for streams spares each call a new
+		// goroutine and its stack growth.
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return grpc.NewServer(append(opts, grpc.NumStreamWorkers(1))...)
+		},
 	})
 }
+
+// procsEnv carries a plugin's procs setting to its process.
+const procsEnv = "AIRLOCK_PLUGIN_PROCS"
 
 // Plugin is what a plugin author implements. Methods may be called
 // concurrently. Enrich is called only if Describe says Enrich, Decide
