@@ -18,12 +18,14 @@ import (
 func newAgentCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "agent",
-		Short: "Agent side: enroll, keep the credential fresh, get access tokens",
+		Short: "Agent side: enroll, keep the credential fresh, reach MCP resources",
 		Long: "Commands for the host an agent runs on. An agent profile is a folder (--profile)\n" +
 			"holding the agent's key and certificate (identity.pem, mode 0600), the trust\n" +
 			"bundle (ca.pem) and the edge's URL; `airlock agent enroll` creates it.",
 	}
-	cmd.AddCommand(newAgentEnrollCmd(g), newAgentRenewCmd(g), newAgentStatusCmd(), newAgentTokenCmd())
+	cmd.AddCommand(newAgentEnrollCmd(g), newAgentRenewCmd(g), newAgentStatusCmd(), newAgentTokenCmd(),
+		newAgentBridgeCmd(g), newAgentProxyCmd(g), newAgentToolsCmd(g), newAgentCallCmd(g),
+		newAgentReadCmd(g), newAgentPromptCmd(g))
 	return cmd
 }
 

@@ -26,11 +26,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRootCmd().ExecuteContext(ctx); err != nil {
-		if errors.Is(err, errDenied) {
-			os.Exit(3)
+		// `policy eval` prints its own denial.
+		if !errors.Is(err, errDenied) {
+			fmt.Fprintln(os.Stderr, "airlock:", err)
 		}
-		fmt.Fprintln(os.Stderr, "airlock:", err)
-		os.Exit(1)
+		stop()
+		os.Exit(exitCode(err))
 	}
 }
 

@@ -43,6 +43,10 @@ const (
 	// notification or a response. The message carries the policy's
 	// reason; data carries request_id, reasons and policy_revision.
 	CodeDenied = -32018
+	// CodeBridgeFailed: the agent's bridge (`airlock agent bridge`) could
+	// not deliver the request to the edge or read its answer; the message
+	// says why. It never comes from the edge itself.
+	CodeBridgeFailed = -32019
 	// CodeHeaderMismatch: the Mcp-Method or Mcp-Name header disagrees with
 	// the body (MCP 2026-07-28). HTTP 400.
 	CodeHeaderMismatch = -32020

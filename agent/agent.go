@@ -1,0 +1,115 @@
+// Package agent is Airlock on the host an AI agent runs on. It opens an
+// agent profile (the folder `airlock agent enroll` made), keeps its
+// certificate fresh, and sends MCP traffic to the edge with that
+// certificate and a short-lived access token bound to it, fetched,
+// refreshed and narrowed to each resource by itself. On top of that
+// client it offers what existing MCP clients need: a stdio bridge
+// ([Bridge]) for clients that launch servers as commands, and a loopback
+// proxy ([Proxy]) for clients that speak Streamable HTTP but cannot
+// present a certificate.
+//
+// The agent's key never leaves its profile, and nothing here stores a
+// token: each lives in memory for a few minutes.
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/airlockhq/airlock/certs/enroll"
+	"github.com/airlockhq/airlock/pkg/token"
+)
+
+// Options tune [Open].
+type Options struct {
+	// Scope narrows every access token further than its resource, e.g.
+	// "mcp:demo:tools/call:read_file". Empty asks for the whole resource.
+	Scope string
+	// Logger receives renewals and failures; nil discards.
+	Logger *slog.Logger
+	// Renew, when false, leaves certificate renewal to someone else (a
+	// long-running bridge or proxy renews; a one-shot command renews only
+	// a certificate already due, in Open).
+	Renew bool
+}
+
+// Agent is an open agent profile. It is safe for concurrent use.
+type Agent struct {
+	holder *enroll.Holder
+	client *http.Client
+	stop   context.CancelFunc
+	done   chan struct{}
+}
+
+// Open loads the agent profile in dir. A certificate that is already due
+// is renewed at once (so that short commands keep it fresh too); with
+// opts.Renew, it is renewed in the background until [Agent.Close]. An
+// expired certificate is an error: the agent must enroll again.
+func Open(ctx context.Context, dir string, opts Options) (*Agent, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	h, err := enroll.Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	leaf := h.Credential().Leaf()
+	if time.Now().After(leaf.NotAfter) {
+		return nil, fmt.Errorf("agent profile %s: %w", dir, enroll.ErrExpired)
+	}
+	if time.Now().After(enroll.RenewAt(leaf, 0)) {
+		if err := h.Renew(ctx); err != nil {
+			return nil, fmt.Errorf("renewing the due certificate of %s: %w", h.Identity(), err)
+		}
+		logger.Info("renewed the agent certificate", "until", h.Credential().Leaf().NotAfter)
+	}
+	base := h.HTTPClient().Transport
+	tokens := token.NewTransport(base, func() string {
+		return token.Thumbprint(h.Credential().Leaf())
+	})
+	tokens.Scope = opts.Scope
+	a := &Agent{holder: h, client: &http.Client{Transport: tokens}, done: make(chan struct{})}
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	a.stop = stop
+	if !opts.Renew {
+		close(a.done)
+		return a, nil
+	}
+	go func() {
+		defer close(a.done)
+		err := (&enroll.Renewer{Holder: h, Logger: logger}).Run(runCtx)
+		if err != nil {
+			logger.Error("the agent certificate expired and could not be renewed",
+				"error", err)
+		}
+	}()
+	return a, nil
+}
+
+// Close stops the background renewal.
+func (a *Agent) Close() {
+	a.stop()
+	<-a.done
+}
+
+// Holder returns the agent's credential holder.
+func (a *Agent) Holder() *enroll.Holder { return a.holder }
+
+// HTTPClient returns a client that presents the agent's current
+// certificate and adds an access token for the MCP endpoint each request
+// goes to. It has no timeout of its own: use request contexts.
+func (a *Agent) HTTPClient() *http.Client { return a.client }
+
+// Endpoint returns the MCP endpoint URL of resource: the name of a
+// resource on the profile's edge, or a whole URL, returned as it is.
+func (a *Agent) Endpoint(resource string) string {
+	if strings.Contains(resource, "://") {
+		return resource
+	}
+	return strings.TrimRight(a.holder.EdgeURL(), "/") + "/mcp/" + resource
+}
