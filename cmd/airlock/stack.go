@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -70,6 +71,9 @@ type stackOptions struct {
 	opsAddr   string
 	stateless bool
 	logger    *slog.Logger
+	// Lifetimes for tests; zero means the quickstart's.
+	agentCertLifetime   time.Duration
+	accessTokenLifetime time.Duration
 }
 
 // startStack brings up the deployment in opts.dir, creating the CA on
@@ -134,7 +138,8 @@ func (s *stack) startEdge(ctx context.Context, dir string, opts stackOptions) er
 		Resources:     []edge.Resource{{Name: devResource, Connectors: []string{devConnector}}},
 		// The quickstart's agent is curl, which reads its certificate
 		// once: give it a working afternoon.
-		AgentCertLifetime: devAgentLifetime,
+		AgentCertLifetime:   cmp.Or(opts.agentCertLifetime, devAgentLifetime),
+		AccessTokenLifetime: opts.accessTokenLifetime,
 	}.WithDefaults()
 	e, err := edge.New(ec, opts.logger)
 	if err != nil {
