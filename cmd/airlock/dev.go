@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -61,7 +63,13 @@ func printWelcome(w io.Writer, info devInfo, file string) {
 	if exe, err := os.Executable(); err == nil {
 		bin = exe
 	}
+	agentCmd := fmt.Sprintf("%s agent %%s --profile %s", bin, info.AgentProfile)
 	curl := fmt.Sprintf(`curl -sS --cacert %s --cert %s -H "Authorization: Bearer $TOKEN"`, info.CACert, info.AgentCert)
+	command, _ := json.Marshal(bin)
+	args, _ := json.Marshal([]string{"agent", "bridge", "--profile", info.AgentProfile,
+		"--log-level", "warn", devResource})
+	bridge := fmt.Sprintf("{\"mcpServers\": {%q: {\"command\": %s,\n    \"args\": %s}}}",
+		devResource, command, bytes.ReplaceAll(args, []byte(`","`), []byte(`", "`)))
 	fmt.Fprintf(w, `
 Airlock is running locally.
 
@@ -69,14 +77,27 @@ Airlock is running locally.
   MCP endpoint       %s
   token endpoint     %s
   agent profile      %s
+  policy             %s
   metrics            %s
   details            %s
 
 The demo MCP server listens on a loopback port that only the connector uses;
 agents reach it through the edge and the QUIC tunnel with an agent certificate
-and a short-lived access token bound to it.
+and a short-lived access token bound to it. Every call is decided by the
+policy in %s (edit it; it reloads at once).
 
-Try it (MCP over plain curl). First an access token (5 minutes):
+Try it as the agent, in another terminal. The tool list is filtered by the
+policy (blob is kept for tokens narrowed to it):
+
+  %s
+  %s read_file path=public/welcome.txt        # allowed
+  %s read_file path=private/plan.txt          # denied for its argument (exit 3)
+
+Connect an MCP client (Claude Desktop, Cursor, ...) through the stdio bridge:
+
+  %s
+
+Or speak MCP yourself with curl. First an access token (5 minutes):
 
   TOKEN=$(%s agent token --profile %s --resource %s)
 
@@ -92,20 +113,16 @@ and, with the Mcp-Session-Id header from that answer:
     -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
     -d '{"jsonrpc":"2.0","id":2,"method":"tools/list"}'
 
-Every call is decided by the policy in %s (edit it; it reloads at once).
-With the same session, read_file of public/welcome.txt is allowed, of
-private/plan.txt denied for its argument, and tools/list shows only the
-tools the policy grants dev-agent:
-
-  %s -X POST %s -H 'Mcp-Session-Id: <id>' -H 'MCP-Protocol-Version: 2025-11-25' \
-    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
-    -d '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"private/plan.txt"}}}'
-
 Without the certificate, or without the token, the edge refuses:
 
   curl -sS --cacert %s -X POST %s -d '{}'
 
 Press Ctrl-C to stop.
-`, info.EdgeURL, url, info.TokenURL, info.AgentProfile, info.MetricsURL, file,
-		bin, info.AgentProfile, url, curl, url, curl, url, info.PolicyDir, curl, url, info.CACert, url)
+`, info.EdgeURL, url, info.TokenURL, info.AgentProfile, info.PolicyDir, info.MetricsURL, file,
+		info.PolicyDir,
+		fmt.Sprintf(agentCmd, "tools")+" "+devResource,
+		fmt.Sprintf(agentCmd, "call")+" "+devResource,
+		fmt.Sprintf(agentCmd, "call")+" "+devResource,
+		bridge,
+		bin, info.AgentProfile, devResource, curl, url, curl, url, info.CACert, url)
 }
