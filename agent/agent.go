@@ -17,10 +17,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/airlockhq/airlock/certs/enroll"
+	"github.com/airlockhq/airlock/pkg/logkey"
 	"github.com/airlockhq/airlock/pkg/token"
 )
 
@@ -39,10 +41,11 @@ type Options struct {
 
 // Agent is an open agent profile. It is safe for concurrent use.
 type Agent struct {
-	holder *enroll.Holder
-	client *http.Client
-	stop   context.CancelFunc
-	done   chan struct{}
+	holder  *enroll.Holder
+	client  *http.Client
+	stop    context.CancelFunc
+	done    chan struct{}
+	expired chan struct{} // closed when renewal gave up: the certificate expired
 }
 
 // Open loads the agent profile in dir. A certificate that is already due
@@ -66,14 +69,16 @@ func Open(ctx context.Context, dir string, opts Options) (*Agent, error) {
 		if err := h.Renew(ctx); err != nil {
 			return nil, fmt.Errorf("renewing the due certificate of %s: %w", h.Identity(), err)
 		}
-		logger.Info("renewed the agent certificate", "until", h.Credential().Leaf().NotAfter)
+		logger.Info("renewed the agent certificate",
+			logkey.CertNotAfter, h.Credential().Leaf().NotAfter)
 	}
 	base := h.HTTPClient().Transport
 	tokens := token.NewTransport(base, func() string {
 		return token.Thumbprint(h.Credential().Leaf())
 	})
 	tokens.Scope = opts.Scope
-	a := &Agent{holder: h, client: &http.Client{Transport: tokens}, done: make(chan struct{})}
+	a := &Agent{holder: h, client: &http.Client{Transport: tokens}, done: make(chan struct{}),
+		expired: make(chan struct{})}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	a.stop = stop
 	if !opts.Renew {
@@ -82,14 +87,18 @@ func Open(ctx context.Context, dir string, opts Options) (*Agent, error) {
 	}
 	go func() {
 		defer close(a.done)
-		err := (&enroll.Renewer{Holder: h, Logger: logger}).Run(runCtx)
-		if err != nil {
-			logger.Error("the agent certificate expired and could not be renewed",
-				"error", err)
+		// The renewer logs its failures; an error means it gave up.
+		if err := (&enroll.Renewer{Holder: h, Logger: logger}).Run(runCtx); err != nil {
+			close(a.expired)
 		}
 	}()
 	return a, nil
 }
+
+// Expired is closed when the certificate expired and could not be
+// renewed: nothing the agent sends is accepted any more, and the profile
+// must enroll again.
+func (a *Agent) Expired() <-chan struct{} { return a.expired }
 
 // Close stops the background renewal.
 func (a *Agent) Close() {
@@ -106,10 +115,15 @@ func (a *Agent) Holder() *enroll.Holder { return a.holder }
 func (a *Agent) HTTPClient() *http.Client { return a.client }
 
 // Endpoint returns the MCP endpoint URL of resource: the name of a
-// resource on the profile's edge, or a whole URL, returned as it is.
-func (a *Agent) Endpoint(resource string) string {
-	if strings.Contains(resource, "://") {
-		return resource
+// resource on the profile's edge, or a whole https URL, returned as it is.
+func (a *Agent) Endpoint(resource string) (string, error) {
+	if !strings.Contains(resource, "://") {
+		return strings.TrimRight(a.holder.EdgeURL(), "/") + "/mcp/" + resource, nil
 	}
-	return strings.TrimRight(a.holder.EdgeURL(), "/") + "/mcp/" + resource
+	u, err := url.Parse(resource)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return "", fmt.Errorf("resource %q: want a resource name or an https://host/mcp/NAME URL "+
+			"(the agent's certificate and token never travel in clear)", resource)
+	}
+	return resource, nil
 }

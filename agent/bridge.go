@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/airlockhq/airlock/pkg/logkey"
 	"github.com/airlockhq/airlock/pkg/mcp"
 )
 
@@ -28,7 +29,7 @@ const (
 	headerMethod   = "Mcp-Method"
 	headerName     = "Mcp-Name"
 	headerLastID   = "Last-Event-ID"
-	versionHeaders = "2026-07-28" // from this version on, requests carry Mcp-Method
+	versionHeaders = "2026-07-28" // from this version on, messages carry Mcp-Method
 )
 
 // Bridge relays an MCP client that speaks stdio (newline-delimited
@@ -40,7 +41,8 @@ const (
 // initialization). Messages pass through unchanged: the edge decides each
 // one, and a denial reaches the client as the JSON-RPC error the edge
 // sent. When the bridge cannot deliver a request, the client gets an
-// error for it with code [mcp.CodeBridgeFailed] that says why.
+// error for it with code [mcp.CodeBridgeFailed] that says why; when the
+// edge refuses the agent's credential, one with the edge's code.
 type Bridge struct {
 	// Endpoint is the MCP endpoint URL of the resource.
 	Endpoint string
@@ -62,41 +64,73 @@ type relay struct {
 	b      *Bridge
 	logger *slog.Logger
 	max    int
+	params paramBindings
+	abort  context.CancelCauseFunc // ends Run: the client's output failed
 
 	// outMu serializes lines written to the client.
 	outMu sync.Mutex
 	out   io.Writer
 
-	// mu guards the session's state.
+	// mu guards the fields below.
 	mu        sync.Mutex
 	session   string
 	version   string
-	initID    string // id of the initialize request in flight
-	listening bool
+	initID    string                        // id of the initialize request in flight
+	listening bool                          // the standing GET stream is open
+	inflight  map[string]context.CancelFunc // requests by compact id
 }
 
 // envelope is what the bridge reads of a client's message.
 type envelope struct {
-	ID     json.RawMessage `json:"id"`
-	Method string          `json:"method"`
-	Params json.RawMessage `json:"params"`
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Method  string          `json:"method"`
+	Params  json.RawMessage `json:"params"`
+	Result  json.RawMessage `json:"result"`
+	Error   json.RawMessage `json:"error"`
 }
 
-func (e *envelope) isRequest() bool { return e.Method != "" && len(e.ID) > 0 && !isNull(e.ID) }
+func (e *envelope) isRequest() bool {
+	return e.Method != "" && len(e.ID) > 0 && !isNull(e.ID)
+}
+
+// valid reports whether e is a JSON-RPC 2.0 request, notification or
+// response.
+func (e *envelope) valid() bool {
+	if e.JSONRPC != "2.0" {
+		return false
+	}
+	if e.Method != "" {
+		return e.Result == nil && e.Error == nil && (e.ID == nil || validID(e.ID) != nil)
+	}
+	return validID(e.ID) != nil && (e.Result == nil) != (e.Error == nil)
+}
 
 func isNull(raw json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(raw), []byte("null")) }
 
+// line is one line from the client, or why reading stopped.
+type line struct {
+	data []byte
+	err  error
+}
+
 // Run relays between in and out until in ends or ctx is done. At the end
-// of in it waits for the answers still due, then ends the session on the
-// server (DELETE). It returns an error only when in or out fails.
+// of in it waits for the answers still due; either way it then ends the
+// session on the server (DELETE). It returns an error when in fails, or
+// when writing to out fails (the client is gone). When ctx is done while
+// a read from in is blocked, Run returns and leaves that read behind.
 func (b *Bridge) Run(ctx context.Context, in io.Reader, out io.Writer) error {
-	r := &relay{b: b, logger: b.Logger, max: b.MaxMessage, out: out}
+	r := &relay{b: b, logger: b.Logger, max: b.MaxMessage, out: out,
+		inflight: map[string]context.CancelFunc{}}
 	if r.logger == nil {
 		r.logger = slog.New(slog.DiscardHandler)
 	}
+	r.logger = r.logger.With(logkey.Component, "agent.bridge")
 	if r.max <= 0 {
 		r.max = DefaultMaxMessage
 	}
+	ctx, r.abort = context.WithCancelCause(ctx)
+	defer r.abort(nil)
 	listenCtx, stopListening := context.WithCancel(ctx)
 	var calls, listener sync.WaitGroup
 	defer func() {
@@ -105,24 +139,48 @@ func (b *Bridge) Run(ctx context.Context, in io.Reader, out io.Writer) error {
 		listener.Wait()
 		r.endSession(context.WithoutCancel(ctx))
 	}()
-	lines := bufio.NewReaderSize(in, 64<<10)
+	lines := make(chan line)
+	go readLines(ctx, bufio.NewReaderSize(in, 64<<10), r.max, lines)
 	for {
-		line, err := readMessageLine(lines, r.max)
-		if len(bytes.TrimSpace(line)) > 0 {
-			r.handle(ctx, listenCtx, line, &calls, &listener)
+		var l line
+		select {
+		case <-ctx.Done():
+			if cause := context.Cause(ctx); !errors.Is(cause, context.Canceled) {
+				return cause
+			}
+			return nil
+		case l = <-lines:
 		}
-		if errors.Is(err, errTooLong) {
+		if len(bytes.TrimSpace(l.data)) > 0 {
+			r.handle(ctx, listenCtx, l.data, &calls, &listener)
+		}
+		switch {
+		case errors.Is(l.err, errTooLong):
 			r.writeError(nil, mcp.CodeInvalidRequest,
 				fmt.Sprintf("airlock bridge: a message over %d bytes, dropped", r.max))
-		}
-		if errors.Is(err, io.EOF) {
+			if !errors.Is(l.err, io.EOF) {
+				continue
+			}
 			return nil
-		}
-		if err != nil && !errors.Is(err, errTooLong) {
-			return fmt.Errorf("reading from the MCP client: %w", err)
-		}
-		if ctx.Err() != nil {
+		case errors.Is(l.err, io.EOF):
 			return nil
+		case l.err != nil:
+			return fmt.Errorf("reading from the MCP client: %w", l.err)
+		}
+	}
+}
+
+// readLines sends the lines of in until it fails or ctx is done.
+func readLines(ctx context.Context, in *bufio.Reader, max int, lines chan<- line) {
+	for {
+		data, err := readMessageLine(in, max)
+		select {
+		case lines <- line{data, err}:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil && (!errors.Is(err, errTooLong) || errors.Is(err, io.EOF)) {
+			return
 		}
 	}
 }
@@ -156,7 +214,11 @@ func readMessageLine(r *bufio.Reader, max int) ([]byte, error) {
 // handle sends one message from the client. Requests run concurrently;
 // initialize, notifications and responses are sent in order, so that
 // what the client sent after them reaches the server after them.
-func (r *relay) handle(ctx, listenCtx context.Context, line []byte, calls, listener *sync.WaitGroup) {
+func (r *relay) handle(
+	ctx, listenCtx context.Context,
+	line []byte,
+	calls, listener *sync.WaitGroup,
+) {
 	line = bytes.TrimSpace(line)
 	var env envelope
 	switch {
@@ -165,26 +227,76 @@ func (r *relay) handle(ctx, listenCtx context.Context, line []byte, calls, liste
 			"airlock bridge: JSON-RPC batches are not accepted: send one message per line")
 		return
 	case !json.Valid(line) || json.Unmarshal(line, &env) != nil:
-		r.writeError(nil, mcp.CodeParseError, "airlock bridge: the line is not one JSON-RPC message")
+		r.writeError(nil, mcp.CodeParseError,
+			"airlock bridge: the line is not one JSON-RPC message")
+		return
+	case !env.valid():
+		r.writeError(validID(env.ID), mcp.CodeInvalidRequest, "airlock bridge: the line is "+
+			`not a JSON-RPC 2.0 request, notification or response ("jsonrpc": "2.0" and a `+
+			"method, or an id with a result or an error)")
 		return
 	}
 	if !env.isRequest() || env.Method == "initialize" {
 		if env.Method == "initialize" {
 			r.mu.Lock()
-			r.initID = string(env.ID)
+			r.initID = string(compact(env.ID))
 			r.mu.Unlock()
 		}
 		r.post(ctx, line, &env)
-		if env.Method == "notifications/initialized" {
+		switch env.Method {
+		case "notifications/initialized":
 			r.startListening(listenCtx, listener)
+		case "notifications/cancelled":
+			r.cancelRequest(env.Params)
 		}
 		return
 	}
+	key := string(compact(env.ID))
+	callCtx, cancel := context.WithCancel(ctx)
+	r.mu.Lock()
+	r.inflight[key] = cancel
+	r.mu.Unlock()
 	calls.Add(1)
 	go func() {
 		defer calls.Done()
-		r.post(ctx, line, &env)
+		defer func() {
+			r.mu.Lock()
+			delete(r.inflight, key)
+			r.mu.Unlock()
+			cancel()
+		}()
+		r.post(callCtx, line, &env)
 	}()
+}
+
+// validID returns id when a JSON-RPC error may carry it, nil otherwise.
+func validID(id json.RawMessage) json.RawMessage {
+	var v any
+	if json.Unmarshal(id, &v) != nil {
+		return nil
+	}
+	switch v.(type) {
+	case string, float64:
+		return id
+	}
+	return nil
+}
+
+// cancelRequest stops relaying the request a notifications/cancelled
+// names: the client expects no answer to it any more.
+func (r *relay) cancelRequest(params json.RawMessage) {
+	var p struct {
+		RequestID json.RawMessage `json:"requestId"`
+	}
+	if json.Unmarshal(params, &p) != nil || p.RequestID == nil {
+		return
+	}
+	r.mu.Lock()
+	cancel := r.inflight[string(compact(p.RequestID))]
+	r.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
 }
 
 // post sends one message and relays what answers it.
@@ -200,17 +312,43 @@ func (r *relay) post(ctx context.Context, msg []byte, env *envelope) {
 	resp, err := r.b.Client.Do(req)
 	if err != nil {
 		if ctx.Err() == nil {
-			r.fail(env, fmt.Sprintf("cannot reach the edge at %s: %v", r.b.Endpoint, err))
+			r.failDo(env, err)
 		}
 		return
 	}
 	defer resp.Body.Close()
 	if env.Method == "initialize" && resp.StatusCode/100 == 2 {
-		r.mu.Lock()
-		r.session = resp.Header.Get(headerSession)
-		r.mu.Unlock()
+		r.newSession(ctx, resp.Header.Get(headerSession))
 	}
 	r.relayAnswer(ctx, resp, env)
+}
+
+// failDo tells the client why a request did not reach the edge: a
+// refused credential with the edge's code, anything else as a failure
+// of the bridge.
+func (r *relay) failDo(env *envelope, err error) {
+	if code, msg, ok := Refusal(err); ok {
+		if !env.isRequest() {
+			r.logger.Warn("the edge refused a message", logkey.MCPMethod, env.Method,
+				logkey.Error, msg)
+			return
+		}
+		r.writeError(env.ID, code, "airlock bridge: "+msg)
+		return
+	}
+	r.fail(env, fmt.Sprintf("cannot reach the edge at %s: %v", r.b.Endpoint, err))
+}
+
+// newSession starts using the session an initialize answer named, and
+// ends the one it replaces, if any.
+func (r *relay) newSession(ctx context.Context, session string) {
+	r.mu.Lock()
+	old := r.session
+	r.session = session
+	r.mu.Unlock()
+	if old != "" && old != session {
+		go r.deleteSession(context.WithoutCancel(ctx), old)
+	}
 }
 
 // setHeaders adds the session, the protocol version and, from MCP
@@ -222,20 +360,22 @@ func (r *relay) setHeaders(h http.Header, env *envelope) {
 	if v := metaVersion(env.Params); v != "" {
 		version = v
 	}
+	if env.Method == "initialize" {
+		// A new session starts without the old one's id or version.
+		return
+	}
 	if session != "" {
 		h.Set(headerSession, session)
 	}
-	if version != "" && env.Method != "initialize" {
+	if version != "" {
 		h.Set(headerVersion, version)
 	}
-	if version < versionHeaders || !env.isRequest() {
+	if version < versionHeaders || env.Method == "" {
 		return
 	}
 	h.Set(headerMethod, env.Method)
 	switch env.Method {
 	case "tools/call", "prompts/get", "resources/read":
-		// TODO(#6): tools whose input schema binds arguments to
-		// Mcp-Param-* headers (x-mcp-header) are not given those headers.
 		var p struct {
 			Name string `json:"name"`
 			URI  string `json:"uri"`
@@ -246,6 +386,11 @@ func (r *relay) setHeaders(h http.Header, env *envelope) {
 			name = p.URI
 		}
 		h.Set(headerName, name)
+	}
+	if env.Method == "tools/call" {
+		for k, v := range r.params.headers(env.Params) {
+			h.Set(k, v)
+		}
 	}
 }
 
@@ -267,31 +412,39 @@ func (r *relay) relayAnswer(ctx context.Context, resp *http.Response, env *envel
 	switch {
 	case mediaType == "text/event-stream" && resp.StatusCode == http.StatusOK:
 		answered, lastID, err := r.relayEvents(resp.Body, env)
-		if answered || !env.isRequest() {
+		if answered || !env.isRequest() || ctx.Err() != nil {
 			return
 		}
-		if lastID != "" && ctx.Err() == nil {
-			// The stream broke before the answer: pick it up where it
-			// ended, as Streamable HTTP allows (a failover to another
-			// edge, a connector restart).
-			if r.resume(ctx, env, lastID) {
-				return
-			}
+		// The stream broke before the answer: pick it up where it ended,
+		// as Streamable HTTP allows (a failover to another edge, a
+		// connector restart).
+		if lastID != "" && r.resume(ctx, env, lastID) {
+			return
 		}
-		if ctx.Err() == nil {
-			r.fail(env, fmt.Sprintf("the edge ended the answer's event stream before the answer (%v)", err))
+		if ctx.Err() != nil {
+			return
 		}
+		why := "the edge ended the answer's event stream before the answer"
+		if err != nil {
+			why += fmt.Sprintf(" (%v)", err)
+		}
+		r.fail(env, why)
 	case resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusNoContent:
 		if env.isRequest() {
-			r.fail(env, fmt.Sprintf("the edge accepted the request with %d but sent no answer", resp.StatusCode))
+			r.fail(env, fmt.Sprintf("the edge accepted the request with %d but sent no answer",
+				resp.StatusCode))
 		}
 	default:
 		body, err := io.ReadAll(io.LimitReader(resp.Body, int64(r.max)+1))
-		if err != nil || len(body) > r.max {
+		switch {
+		case err != nil && ctx.Err() != nil:
+		case err != nil:
 			r.fail(env, fmt.Sprintf("reading the edge's answer (%d): %v", resp.StatusCode, err))
-			return
+		case len(body) > r.max:
+			r.fail(env, fmt.Sprintf("the edge's answer is over %d bytes", r.max))
+		default:
+			r.relayBody(resp.StatusCode, body, env)
 		}
-		r.relayBody(resp.StatusCode, body, env)
 	}
 }
 
@@ -306,15 +459,15 @@ func (r *relay) relayBody(status int, body []byte, env *envelope) {
 	isMessage := json.Valid(body) && json.Unmarshal(body, &answer) == nil
 	switch {
 	case status/100 == 2 && isMessage:
-		r.deliver(body)
+		r.deliver(body, env)
 	case isMessage && answer.Error != nil && env.isRequest():
 		if len(answer.ID) == 0 || isNull(answer.ID) {
 			body = withID(body, env.ID)
 		}
-		r.deliver(body)
+		r.deliver(body, env)
 	case isMessage && answer.Error != nil:
-		r.logger.Warn("the edge refused a message", "method", env.Method,
-			"status", status, "error", string(answer.Error))
+		r.logger.Warn("the edge refused a message", logkey.MCPMethod, env.Method,
+			logkey.Status, status, logkey.Error, string(answer.Error))
 	case len(bytes.TrimSpace(body)) == 0 && status/100 == 2:
 		if env.isRequest() {
 			r.fail(env, fmt.Sprintf("the edge answered %d with an empty body", status))
@@ -330,32 +483,30 @@ func (r *relay) relayBody(status int, body []byte, env *envelope) {
 }
 
 // relayEvents passes every event of a stream to the client. It reports
-// whether the answer to env came, and the id of the last event.
+// whether the answer to env came, and the last event id.
 func (r *relay) relayEvents(body io.Reader, env *envelope) (bool, string, error) {
 	events := newEventReader(body, r.max)
-	answered, lastID := false, ""
+	lastID := ""
 	for {
 		ev, err := events.next()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = nil
 			}
-			return answered, lastID, err
+			return false, lastID, err
 		}
-		if ev.id != "" {
+		if ev.hasID {
 			lastID = ev.id
 		}
 		if len(bytes.TrimSpace(ev.data)) == 0 {
-			continue // a priming event, which carries only an id
+			continue // an event that only sets the id
 		}
 		if !json.Valid(ev.data) {
-			r.logger.Warn("an event that is not JSON, dropped", "method", env.Method)
+			r.logger.Warn("an event that is not JSON, dropped", logkey.MCPMethod, env.Method)
 			continue
 		}
-		if env.isRequest() && answers(ev.data, env.ID) {
-			answered = true
-		}
-		r.deliver(ev.data)
+		answered := env.isRequest() && answers(ev.data, env.ID)
+		r.deliver(ev.data, env)
 		if answered {
 			return true, lastID, nil
 		}
@@ -431,37 +582,50 @@ func (r *relay) startListening(ctx context.Context, wg *sync.WaitGroup) {
 	go func() {
 		defer wg.Done()
 		r.listen(ctx)
+		r.mu.Lock()
+		r.listening = false
+		r.mu.Unlock()
 	}()
 }
 
-// listen keeps the standing stream open until ctx is done or the server
-// says it has none (405) or the session is gone (404).
+// listen keeps the standing stream open until ctx is done, the server
+// says it has none (405) or the session is gone (404), or the edge
+// refuses it.
 func (r *relay) listen(ctx context.Context) {
 	delay := r.retryDelay()
 	lastID := ""
 	for ctx.Err() == nil {
 		resp, err := r.get(ctx, lastID)
-		if err == nil {
-			switch resp.StatusCode {
-			case http.StatusOK:
-				delay = r.retryDelay()
-				_, id, _ := r.relayEvents(resp.Body, &envelope{})
-				if id != "" {
-					lastID = id
-				}
-			case http.StatusMethodNotAllowed:
-				resp.Body.Close()
-				return
-			case http.StatusNotFound:
-				resp.Body.Close()
-				r.logger.Warn("the session ended on the server; the MCP client must initialize again")
-				return
-			default:
-				r.logger.Warn("the edge refused the server's event stream", "status", resp.StatusCode)
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				r.logger.Warn("the server's event stream failed", logkey.Error, err)
 			}
+		case resp.StatusCode == http.StatusOK:
+			before := lastID
+			_, id, _ := r.relayEvents(resp.Body, &envelope{})
 			resp.Body.Close()
-		} else if ctx.Err() == nil {
-			r.logger.Warn("the server's event stream failed", "error", err)
+			if id != "" {
+				lastID = id
+			}
+			if lastID != before {
+				delay = r.retryDelay() // events came: the stream worked
+			}
+		case resp.StatusCode == http.StatusMethodNotAllowed:
+			resp.Body.Close()
+			return
+		default:
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusNotFound {
+				r.logger.Warn("the session ended on the server; " +
+					"the MCP client must initialize again")
+			} else {
+				r.logger.Warn("the edge refused the server's event stream",
+					logkey.Status, resp.StatusCode)
+			}
+			if resp.StatusCode/100 == 4 {
+				return
+			}
 		}
 		if !sleep(ctx, delay) {
 			return
@@ -482,9 +646,12 @@ func (r *relay) endSession(ctx context.Context) {
 	r.mu.Lock()
 	session := r.session
 	r.mu.Unlock()
-	if session == "" {
-		return
+	if session != "" {
+		r.deleteSession(ctx, session)
 	}
+}
+
+func (r *relay) deleteSession(ctx context.Context, session string) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, r.b.Endpoint, nil)
@@ -492,50 +659,64 @@ func (r *relay) endSession(ctx context.Context) {
 		return
 	}
 	r.setHeaders(req.Header, &envelope{})
+	req.Header.Set(headerSession, session)
 	resp, err := r.b.Client.Do(req)
 	if err != nil {
-		r.logger.Warn("ending the session failed", "error", err)
+		r.logger.Warn("ending the session failed", logkey.Error, err)
 		return
 	}
 	resp.Body.Close()
 }
 
-// deliver writes one message to the client as one line, and learns the
-// protocol version from the answer to initialize.
-func (r *relay) deliver(msg []byte) {
+// deliver writes one message to the client as one line. From the answer
+// to initialize it learns the protocol version, from answers to
+// tools/list the tools' header bindings. A failed write ends Run.
+func (r *relay) deliver(msg []byte, env *envelope) {
 	msg = compact(msg)
-	var m struct {
-		ID     json.RawMessage `json:"id"`
-		Result struct {
-			Version string `json:"protocolVersion"`
-		} `json:"result"`
-	}
-	if json.Unmarshal(msg, &m) == nil && m.Result.Version != "" {
-		r.mu.Lock()
-		if r.initID != "" && bytes.Equal(compact(m.ID), compact(json.RawMessage(r.initID))) {
-			r.version, r.initID = m.Result.Version, ""
+	if env != nil && env.isRequest() && (env.Method == "initialize" || env.Method == "tools/list") {
+		var m struct {
+			ID     json.RawMessage `json:"id"`
+			Result json.RawMessage `json:"result"`
 		}
-		r.mu.Unlock()
+		if json.Unmarshal(msg, &m) == nil && m.Result != nil &&
+			bytes.Equal(compact(m.ID), compact(env.ID)) {
+			r.learn(env.Method, m.Result)
+		}
 	}
 	r.outMu.Lock()
 	defer r.outMu.Unlock()
 	if _, err := r.out.Write(append(msg, '\n')); err != nil {
-		r.logger.Warn("writing to the MCP client failed", "error", err)
+		r.abort(fmt.Errorf("writing to the MCP client: %w", err))
 	}
+}
+
+func (r *relay) learn(method string, result json.RawMessage) {
+	if method == "tools/list" {
+		r.params.learn(result)
+		return
+	}
+	var init struct {
+		Version string `json:"protocolVersion"`
+	}
+	json.Unmarshal(result, &init)
+	r.mu.Lock()
+	r.version, r.initID = init.Version, ""
+	r.mu.Unlock()
 }
 
 // fail tells the client that its request could not be delivered; for a
 // notification or a response, which nobody waits for, it logs.
 func (r *relay) fail(env *envelope, why string) {
 	if !env.isRequest() {
-		r.logger.Warn("a message could not be delivered", "method", env.Method, "error", why)
+		r.logger.Warn("a message could not be delivered", logkey.MCPMethod, env.Method,
+			logkey.Error, why)
 		return
 	}
 	r.writeError(env.ID, mcp.CodeBridgeFailed, "airlock bridge: "+why)
 }
 
 func (r *relay) writeError(id json.RawMessage, code int, message string) {
-	r.deliver(mcp.ErrorBody(id, code, message, nil))
+	r.deliver(mcp.ErrorBody(id, code, message, nil), nil)
 }
 
 // withID sets the id of a JSON-RPC message.

@@ -98,11 +98,17 @@ func TestBridgeRefusesBadInput(t *testing.T) {
 		{`{"jsonrpc":"2.0","id":1,"method":"ping"} trailing`, mcp.CodeParseError, "not one JSON-RPC"},
 		{`{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":"` + strings.Repeat("x", 300) + `"}}`,
 			mcp.CodeInvalidRequest, "over 200 bytes"},
+		{`null`, mcp.CodeInvalidRequest, "not a JSON-RPC 2.0 request"},
+		{`{}`, mcp.CodeInvalidRequest, "not a JSON-RPC 2.0 request"},
+		{`{"id":"x","method":"ping"}`, mcp.CodeInvalidRequest, "not a JSON-RPC 2.0 request"},
+		{`{"jsonrpc":"2.0","id":null,"method":"tools/call"}`, mcp.CodeInvalidRequest, "not a JSON-RPC"},
+		{`{"jsonrpc":"2.0","id":"x","result":{},"error":{}}`, mcp.CodeInvalidRequest, "not a JSON-RPC"},
 	}
 	for _, tt := range tests {
 		send(tt.line)
+		// The error carries the line's id when it has a usable one.
 		id, code, msg := errorOf(t, next(t, lines))
-		if id != nil || code != tt.code || !strings.Contains(msg, tt.text) {
+		if (id != nil && id != "x") || code != tt.code || !strings.Contains(msg, tt.text) {
 			t.Errorf("%.40q: error id %v code %v %q; want code %v and %q", tt.line, id, code, msg, tt.code, tt.text)
 		}
 	}
@@ -172,52 +178,83 @@ func TestBridgeDeliveryFailures(t *testing.T) {
 	}
 }
 
+// sessionServer is a scripted MCP endpoint for TestBridgeSession that
+// records what each request carried.
+type sessionServer struct {
+	mu      sync.Mutex
+	seen    []seen
+	deleted []string
+}
+
+type seen struct {
+	method, session, version, mcpMethod, mcpName, lastID, param string
+}
+
+func (ss *sessionServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var m struct {
+		ID     json.RawMessage `json:"id"`
+		Method string          `json:"method"`
+		Params struct {
+			Name string `json:"name"`
+		} `json:"params"`
+	}
+	json.NewDecoder(r.Body).Decode(&m)
+	s := seen{method: r.Method + " " + m.Method, session: r.Header.Get(headerSession),
+		version: r.Header.Get(headerVersion), mcpMethod: r.Header.Get(headerMethod),
+		mcpName: r.Header.Get(headerName), lastID: r.Header.Get(headerLastID),
+		param: r.Header.Get("Mcp-Param-Region")}
+	ss.mu.Lock()
+	ss.seen = append(ss.seen, s)
+	if r.Method == http.MethodDelete {
+		ss.deleted = append(ss.deleted, s.session)
+	}
+	ss.mu.Unlock()
+	sse := func(events string) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, events)
+	}
+	switch {
+	case r.Method == http.MethodDelete:
+	case r.Method == http.MethodGet && s.lastID == "e1":
+		sse("id: e2\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"resumed\":true}}\n\n")
+	case r.Method == http.MethodGet && s.lastID == "p0":
+		sse("id: p1\ndata: {\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"resumed\":true}}\n\n")
+	case r.Method == http.MethodGet:
+		sse("id: g1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{}}\n\n")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	case m.Method == "initialize":
+		w.Header().Set(headerSession, fmt.Sprintf("s-%s", m.ID))
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, "{\"jsonrpc\":\"2.0\",\"id\":%s,\n \"result\":{\"protocolVersion\":\"2025-11-25\"}}", m.ID)
+	case m.Method == "tools/list":
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"route","inputSchema":`+
+			`{"type":"object","properties":{"region":{"type":"string","x-mcp-header":"Region"}}}}]}}`, m.ID)
+	case m.Method == "tools/call" && m.Params.Name == "echo":
+		// A progress event, then the stream breaks: the bridge resumes.
+		sse("id: e1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n")
+	case m.Method == "tools/call" && m.Params.Name == "primed":
+		// Only the priming event, which carries an id and no data.
+		sse("id: p0\ndata:\n\n")
+	case m.Method == "tools/call":
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{}}`, m.ID)
+	default:
+		w.WriteHeader(http.StatusAccepted)
+	}
+}
+
 // TestBridgeSession checks the session's life: the session id and the
 // protocol version learnt from initialize are sent with what follows,
-// the 2026-07-28 routing headers, a broken answer stream resumed with
-// Last-Event-ID, the standing GET stream, and DELETE at the end.
+// broken answer streams are resumed with Last-Event-ID (also after a
+// priming event alone), the standing GET stream relays, a second
+// initialize starts a new session and ends the old one, 2026-07-28
+// requests get their routing and parameter headers, and the session ends
+// with DELETE.
 func TestBridgeSession(t *testing.T) {
-	type seen struct {
-		method, session, version, mcpMethod, mcpName, lastID string
-	}
-	var mu sync.Mutex
-	var got []seen
-	deleted := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m struct {
-			ID     json.RawMessage `json:"id"`
-			Method string          `json:"method"`
-		}
-		json.NewDecoder(r.Body).Decode(&m)
-		s := seen{method: r.Method + " " + m.Method, session: r.Header.Get(headerSession),
-			version: r.Header.Get(headerVersion), mcpMethod: r.Header.Get(headerMethod),
-			mcpName: r.Header.Get(headerName), lastID: r.Header.Get(headerLastID)}
-		mu.Lock()
-		got = append(got, s)
-		mu.Unlock()
-		switch {
-		case r.Method == http.MethodDelete:
-			close(deleted)
-		case r.Method == http.MethodGet && s.lastID == "e1":
-			w.Header().Set("Content-Type", "text/event-stream")
-			io.WriteString(w, "id: e2\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"resumed\":true}}\n\n")
-		case r.Method == http.MethodGet:
-			w.Header().Set("Content-Type", "text/event-stream")
-			io.WriteString(w, "id: g1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{}}\n\n")
-			w.(http.Flusher).Flush()
-			<-r.Context().Done()
-		case m.Method == "initialize":
-			w.Header().Set(headerSession, "s-1")
-			w.Header().Set("Content-Type", "application/json")
-			io.WriteString(w, "{\"jsonrpc\":\"2.0\",\"id\":1,\n \"result\":{\"protocolVersion\":\"2025-11-25\"}}")
-		case m.Method == "tools/call":
-			// The stream breaks after a first event: the bridge resumes it.
-			w.Header().Set("Content-Type", "text/event-stream")
-			io.WriteString(w, "id: e1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n")
-		default:
-			w.WriteHeader(http.StatusAccepted)
-		}
-	}))
+	ss := &sessionServer{}
+	srv := httptest.NewServer(ss)
 	defer srv.Close()
 	send, lines, closeIn := runBridge(t, srv.URL+"/mcp/x", 0)
 	send(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}`)
@@ -226,50 +263,114 @@ func TestBridgeSession(t *testing.T) {
 	}
 	send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
 	send(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo"}}`)
-	methods := map[string]bool{}
-	for range 3 { // progress, resumed answer, and the GET stream's message
+	got := map[string]bool{}
+	for range 3 { // progress, the resumed answer, and the GET stream's message
 		m := next(t, lines)
-		methods[fmt.Sprint(m["method"])] = true
-		if r, ok := m["result"].(map[string]any); ok && r["resumed"] != true {
-			t.Errorf("answer to the call = %v", m)
+		if m["error"] != nil {
+			t.Fatalf("error line %v", m)
 		}
+		if r, ok := m["result"].(map[string]any); ok && m["id"] == float64(2) && r["resumed"] == true {
+			got["answer"] = true
+		}
+		got[fmt.Sprint(m["method"])] = true
 	}
-	if !methods["notifications/progress"] || !methods["notifications/message"] {
-		t.Errorf("messages relayed = %v", methods)
+	if !got["answer"] || !got["notifications/progress"] || !got["notifications/message"] {
+		t.Errorf("messages relayed: %v", got)
 	}
-	// A stateless 2026-07-28 request carries its version in _meta and gets
-	// the routing headers.
-	send(`{"jsonrpc":"2.0","id":3,"method":"prompts/get","params":{"name":"p","_meta":{"protocolVersion":"2026-07-28"}}}`)
-	next(t, lines) // 202 without an answer: an error line
+	send(`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"primed"}}`)
+	if m := next(t, lines); m["id"] != float64(3) || m["result"] == nil {
+		t.Errorf("answer after a priming event alone = %v, want the resumed answer", m)
+	}
+
+	// Sessionless 2026-07-28 requests carry their version in _meta; the
+	// bridge adds the routing headers, and Mcp-Param-Region for the
+	// argument the tool list bound to it.
+	meta := `"_meta":{"protocolVersion":"2026-07-28"}`
+	send(`{"jsonrpc":"2.0","id":4,"method":"tools/list","params":{` + meta + `}}`)
+	next(t, lines)
+	send(`{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"route","arguments":{"region":"eu"},` + meta + `}}`)
+	if m := next(t, lines); m["id"] != float64(5) || m["result"] == nil {
+		t.Errorf("answer to route = %v", m)
+	}
+	send(`{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"route","arguments":{"region":"zürich"},` + meta + `}}`)
+	next(t, lines)
+
+	send(`{"jsonrpc":"2.0","id":7,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}`)
+	next(t, lines)
 	closeIn()
-	select {
-	case <-deleted:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no DELETE at the end of input")
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	for _, s := range got {
+
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	var params []string
+	for _, s := range ss.seen {
 		switch s.method {
 		case "POST initialize":
 			if s.session != "" || s.version != "" {
 				t.Errorf("initialize sent with session %q version %q", s.session, s.version)
 			}
-		case "POST tools/call", "POST notifications/initialized", "DELETE ":
+		case "POST notifications/initialized":
 			if s.session != "s-1" || s.version != "2025-11-25" || s.mcpMethod != "" {
-				t.Errorf("%s sent with session %q version %q Mcp-Method %q", s.method, s.session, s.version, s.mcpMethod)
+				t.Errorf("%s sent with %+v", s.method, s)
 			}
-		case "POST prompts/get":
-			if s.version != "2026-07-28" || s.mcpMethod != "prompts/get" || s.mcpName != "p" {
-				t.Errorf("2026-07-28 request headers: %+v", s)
+		case "POST tools/call":
+			if s.mcpName == "route" {
+				params = append(params, s.param)
+				if s.version != "2026-07-28" || s.mcpMethod != "tools/call" {
+					t.Errorf("2026-07-28 request headers: %+v", s)
+				}
+			} else if s.session != "s-1" || s.version != "2025-11-25" {
+				t.Errorf("%s sent with %+v", s.method, s)
 			}
 		}
 	}
-	resumed := false
-	for _, s := range got {
-		resumed = resumed || (s.method == "GET " && s.lastID == "e1")
+	if want := []string{"eu", "=?base64?esO8cmljaA==?="}; fmt.Sprint(params) != fmt.Sprint(want) {
+		t.Errorf("Mcp-Param-Region headers = %q, want %q", params, want)
 	}
-	if !resumed {
-		t.Errorf("the broken stream was not resumed with Last-Event-ID e1: %+v", got)
+	var lastIDs []string
+	for _, s := range ss.seen {
+		if s.method == "GET " && s.lastID != "" {
+			lastIDs = append(lastIDs, s.lastID)
+		}
+	}
+	if fmt.Sprint(lastIDs) != "[e1 p0]" {
+		t.Errorf("streams resumed with Last-Event-ID %v, want [e1 p0]", lastIDs)
+	}
+	if fmt.Sprint(ss.deleted) != "[s-1 s-7]" {
+		t.Errorf("sessions deleted %v, want s-1 (replaced by a new initialize) and s-7 (at the end)",
+			ss.deleted)
+	}
+}
+
+// TestBridgeCancel checks that notifications/cancelled stops relaying the
+// request it names: its POST ends, and no answer is written for it.
+func TestBridgeCancel(t *testing.T) {
+	ended := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m struct {
+			Method string `json:"method"`
+		}
+		json.NewDecoder(r.Body).Decode(&m)
+		if m.Method != "tools/call" {
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+		close(ended)
+	}))
+	defer srv.Close()
+	send, lines, closeIn := runBridge(t, srv.URL+"/mcp/x", 0)
+	send(`{"jsonrpc":"2.0","id":"slow","method":"tools/call","params":{"name":"wait"}}`)
+	send(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"slow"}}`)
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the cancelled request's POST is still open")
+	}
+	closeIn()
+	if line, ok := <-lines; ok {
+		t.Errorf("the bridge wrote %s for a cancelled request", line)
 	}
 }

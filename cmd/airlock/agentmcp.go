@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/airlockhq/airlock/agent"
+	"github.com/airlockhq/airlock/pkg/logkey"
 )
 
 // Exit statuses of the agent's MCP commands (docs/agents.md).
@@ -48,14 +48,43 @@ func exitCode(err error) int {
 }
 
 // classify gives an MCP call's error its exit status and says it plainly.
-func classify(err error) error {
-	if wire, ok := agent.Refused(err); ok {
-		return &exitError{exitDenied, fmt.Errorf("denied (%d): %s", wire.Code, wire.Message)}
+func classify(err error, timeout time.Duration) error {
+	if code, msg, ok := agent.Refusal(err); ok {
+		return &exitError{exitDenied, fmt.Errorf("denied (%d): %s", code, msg)}
 	}
 	if agent.Unreachable(err) {
 		return &exitError{exitUnreachable, fmt.Errorf("cannot reach the edge: %w", err)}
 	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &exitError{exitFailed, fmt.Errorf("no answer within --timeout %s", timeout)}
+	}
 	return &exitError{exitFailed, err}
+}
+
+// errExpired ends a bridge or a proxy whose certificate expired.
+var errExpired = errors.New("the agent's certificate expired and could not be renewed: " +
+	"enroll the profile again with a new join token")
+
+// expiring returns a context that ends with errExpired as its cause
+// when the agent's certificate expires, and with nil when ctx ends.
+func expiring(ctx context.Context, a *agent.Agent) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		select {
+		case <-a.Expired():
+			cancel(errExpired)
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { cancel(nil) }
+}
+
+// expiredErr returns errExpired if that is why ctx ended.
+func expiredErr(ctx context.Context) error {
+	if errors.Is(context.Cause(ctx), errExpired) {
+		return errExpired
+	}
+	return nil
 }
 
 // agentFlags are the flags every agent MCP command takes.
@@ -96,7 +125,7 @@ func (f *agentFlags) session(
 	s, err := a.Connect(cmd.Context(), resource, impl, nil)
 	if err != nil {
 		a.Close()
-		return nil, nil, classify(err)
+		return nil, nil, classify(err, f.timeout)
 	}
 	return s, func() { s.Close(); a.Close() }, nil
 }
@@ -123,15 +152,19 @@ func newAgentBridgeCmd(g *globalFlags) *cobra.Command {
 				return err
 			}
 			defer a.Close()
-			in := cmd.InOrStdin()
-			if file, ok := in.(*os.File); ok {
-				// A signal ends the bridge even while it waits for input.
-				stop := context.AfterFunc(cmd.Context(), func() { file.Close() })
-				defer stop()
+			endpoint, err := a.Endpoint(args[0])
+			if err != nil {
+				return err
 			}
-			b := &agent.Bridge{Endpoint: a.Endpoint(args[0]), Client: a.HTTPClient(), Logger: logger}
-			logger.Info("bridge ready", "endpoint", b.Endpoint, "agent", a.Holder().Identity().String())
-			return b.Run(cmd.Context(), in, cmd.OutOrStdout())
+			ctx, stop := expiring(cmd.Context(), a)
+			defer stop()
+			b := &agent.Bridge{Endpoint: endpoint, Client: a.HTTPClient(), Logger: logger}
+			logger.Info("bridge ready", logkey.Resource, endpoint,
+				logkey.Identity, a.Holder().Identity().String())
+			if err := b.Run(ctx, cmd.InOrStdin(), cmd.OutOrStdout()); err != nil {
+				return err
+			}
+			return expiredErr(ctx)
 		},
 	}
 	f.register(cmd, false)
@@ -181,8 +214,10 @@ func newAgentProxyCmd(g *globalFlags) *cobra.Command {
 			for _, r := range resources {
 				fmt.Fprintf(w, "  %s%s\n", base, r)
 			}
+			ctx, stop := expiring(cmd.Context(), a)
+			defer stop()
 			go func() {
-				<-cmd.Context().Done()
+				<-ctx.Done()
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
 				srv.Shutdown(ctx)
@@ -190,7 +225,7 @@ func newAgentProxyCmd(g *globalFlags) *cobra.Command {
 			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
-			return nil
+			return expiredErr(ctx)
 		},
 	}
 	f.register(cmd, false)
@@ -218,7 +253,7 @@ func newAgentToolsCmd(g *globalFlags) *cobra.Command {
 			var tools []*mcp.Tool
 			for tool, err := range s.Tools(ctx, nil) {
 				if err != nil {
-					return classify(err)
+					return classify(err, f.timeout)
 				}
 				tools = append(tools, tool)
 			}
@@ -264,7 +299,7 @@ func newAgentCallCmd(g *globalFlags) *cobra.Command {
 			defer done()
 			res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: args[1], Arguments: arguments})
 			if err != nil {
-				return classify(err)
+				return classify(err, f.timeout)
 			}
 			if f.json {
 				if err := printJSON(cmd.OutOrStdout(), res); err != nil {
@@ -304,7 +339,7 @@ func newAgentReadCmd(g *globalFlags) *cobra.Command {
 			defer done()
 			res, err := s.ReadResource(ctx, &mcp.ReadResourceParams{URI: args[1]})
 			if err != nil {
-				return classify(err)
+				return classify(err, f.timeout)
 			}
 			w := cmd.OutOrStdout()
 			if f.json {
@@ -352,7 +387,7 @@ func newAgentPromptCmd(g *globalFlags) *cobra.Command {
 			defer done()
 			res, err := s.GetPrompt(ctx, &mcp.GetPromptParams{Name: args[1], Arguments: promptArgs})
 			if err != nil {
-				return classify(err)
+				return classify(err, f.timeout)
 			}
 			w := cmd.OutOrStdout()
 			if f.json {

@@ -184,14 +184,23 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	resp, err := t.Base.RoundTrip(withToken(req, tok))
-	if err != nil || resp.StatusCode != http.StatusUnauthorized || req.GetBody == nil ||
+	if err != nil || resp.StatusCode != http.StatusUnauthorized ||
 		!strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {
 		return resp, err
 	}
 	// The edge refused the token before forwarding anything, so sending
-	// the request again cannot run it twice.
-	body, err := req.GetBody()
-	if err != nil {
+	// the request again cannot run it twice. A request whose body cannot
+	// be read again gets the refusal, and the next one a fresh token.
+	t.forget(resource)
+	var body io.ReadCloser
+	switch {
+	case req.Body == nil || req.Body == http.NoBody:
+		body = req.Body
+	case req.GetBody != nil:
+		if body, err = req.GetBody(); err != nil {
+			return resp, nil
+		}
+	default:
 		return resp, nil
 	}
 	resp.Body.Close()
@@ -201,6 +210,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	again := withToken(req, tok)
 	again.Body = body
 	return t.Base.RoundTrip(again)
+}
+
+// forget drops the cached token of resource.
+func (t *Transport) forget(resource string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.cache, resource)
 }
 
 func withToken(req *http.Request, tok string) *http.Request {
