@@ -261,6 +261,35 @@ func TestAgentCallExitStatus(t *testing.T) {
 			}
 		})
 	}
+	// The real process: exit status, and what goes to stdout and stderr.
+	bin := buildAirlock(t)
+	for _, tt := range []struct {
+		args               []string
+		code               int
+		stdout, stderrText string
+	}{
+		{[]string{"demo", "read_file", "path=public/welcome.txt"}, 0, "Hello from a private folder", ""},
+		{[]string{"demo", "read_file", "path=private/plan.txt"}, exitDenied, "",
+			"airlock: denied (-32018): denied by policy: read_file may only read files under public/"},
+		{[]string{closed, "echo", "text=x"}, exitUnreachable, "", "airlock: cannot reach the edge"},
+	} {
+		cmd := exec.Command(bin, append([]string{"--log-level", "error", "agent", "call",
+			"--profile", profile}, tt.args...)...)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := 0
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			code = exit.ExitCode()
+		}
+		if code != tt.code || !strings.Contains(stdout.String(), tt.stdout) ||
+			(tt.stdout == "" && stdout.Len() > 0) || !strings.Contains(stderr.String(), tt.stderrText) {
+			t.Errorf("airlock agent call %v: exit %d, stdout %q, stderr %q; want %d, %q, %q",
+				tt.args, code, stdout.String(), stderr.String(), tt.code, tt.stdout, tt.stderrText)
+		}
+	}
+
 	out, err := airlock(t.Context(), "agent", "tools", "--profile", profile, "demo")
 	if err != nil || !strings.Contains(out, "read_file") {
 		t.Errorf("airlock agent tools = %v\n%s", err, out)
