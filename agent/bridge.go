@@ -66,6 +66,7 @@ type relay struct {
 	max    int
 	params paramBindings
 	abort  context.CancelCauseFunc // ends Run: the client's output failed
+	ending sync.WaitGroup          // DELETEs of replaced sessions
 
 	// outMu serializes lines written to the client.
 	outMu sync.Mutex
@@ -138,6 +139,7 @@ func (b *Bridge) Run(ctx context.Context, in io.Reader, out io.Writer) error {
 		stopListening()
 		listener.Wait()
 		r.endSession(context.WithoutCancel(ctx))
+		r.ending.Wait()
 	}()
 	lines := make(chan line)
 	go readLines(ctx, bufio.NewReaderSize(in, 64<<10), r.max, lines)
@@ -347,7 +349,11 @@ func (r *relay) newSession(ctx context.Context, session string) {
 	r.session = session
 	r.mu.Unlock()
 	if old != "" && old != session {
-		go r.deleteSession(context.WithoutCancel(ctx), old)
+		r.ending.Add(1)
+		go func() {
+			defer r.ending.Done()
+			r.deleteSession(context.WithoutCancel(ctx), old)
+		}()
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -335,6 +336,7 @@ func TestBridgeSession(t *testing.T) {
 	if fmt.Sprint(lastIDs) != "[e1 p0]" {
 		t.Errorf("streams resumed with Last-Event-ID %v, want [e1 p0]", lastIDs)
 	}
+	slices.Sort(ss.deleted)
 	if fmt.Sprint(ss.deleted) != "[s-1 s-7]" {
 		t.Errorf("sessions deleted %v, want s-1 (replaced by a new initialize) and s-7 (at the end)",
 			ss.deleted)
@@ -344,7 +346,7 @@ func TestBridgeSession(t *testing.T) {
 // TestBridgeCancel checks that notifications/cancelled stops relaying the
 // request it names: its POST ends, and no answer is written for it.
 func TestBridgeCancel(t *testing.T) {
-	ended := make(chan struct{})
+	started, ended := make(chan struct{}), make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var m struct {
 			Method string `json:"method"`
@@ -357,12 +359,14 @@ func TestBridgeCancel(t *testing.T) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(http.StatusOK)
 		w.(http.Flusher).Flush()
+		close(started)
 		<-r.Context().Done()
 		close(ended)
 	}))
 	defer srv.Close()
 	send, lines, closeIn := runBridge(t, srv.URL+"/mcp/x", 0)
 	send(`{"jsonrpc":"2.0","id":"slow","method":"tools/call","params":{"name":"wait"}}`)
+	<-started
 	send(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"slow"}}`)
 	select {
 	case <-ended:

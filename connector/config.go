@@ -6,6 +6,10 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/airlockhq/airlock/certs"
@@ -55,7 +59,10 @@ type Config struct {
 	DrainGrace time.Duration `yaml:"drain_grace"`
 }
 
-// Resource is one upstream MCP server behind the connector.
+// Resource is one upstream MCP server behind the connector: a Streamable
+// HTTP server at URL, or a stdio server that the connector starts with
+// Command and bridges to Streamable HTTP (MCP 2025-11-25, transports).
+// Exactly one of URL and Command is set.
 type Resource struct {
 	// Name is the resource name agents use: /mcp/<name> on the edge.
 	Name string `yaml:"name"`
@@ -63,8 +70,40 @@ type Resource struct {
 	// only ever sends requests here; the edge names resources, never URLs.
 	URL string `yaml:"url"`
 	// CAFile, if set, is the PEM bundle that verifies an https upstream;
-	// default the system roots.
+	// default the system roots. Only with URL.
 	CAFile string `yaml:"ca_file"`
+
+	// Command is the program of a stdio MCP server: an absolute path, a
+	// path relative to the config file's folder, or a name found in PATH
+	// when the config is loaded. The connector starts one process per MCP
+	// session (on initialize) and one per request that comes without a
+	// session (stateless MCP 2026-07-28 traffic).
+	Command string `yaml:"command"`
+	// Args are the command's arguments.
+	Args []string `yaml:"args"`
+	// Env adds variables to the process's environment, which otherwise
+	// holds only the connector's own values of the variables in
+	// [ChildEnv].
+	Env map[string]string `yaml:"env"`
+	// Dir is the process's working directory, resolved against the config
+	// file's folder. Default the connector's working directory.
+	Dir string `yaml:"dir"`
+	// MaxProcesses caps the processes of this resource running at once;
+	// an initialize (or a stateless request) over the cap is refused with
+	// HTTP 503. Default 16.
+	MaxProcesses int `yaml:"max_processes"`
+	// IdleTimeout stops a session's process once the session has had no
+	// POST in flight for this long (an open GET stream does not count).
+	// Default 10m.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+}
+
+// ChildEnv names the variables of the connector's environment that a
+// stdio server inherits; nothing else passes, so that secrets in the
+// connector's environment stay there. [Resource.Env] adds to these.
+var ChildEnv = []string{
+	"PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "TZ",
+	"LANG", "LC_ALL", "LC_CTYPE", "SYSTEMROOT",
 }
 
 // Backoff paces redials: the n-th wait is uniform in
@@ -88,6 +127,10 @@ const (
 	DefaultBackoff     = 100 * time.Millisecond
 	DefaultMaxBackoff  = time.Second
 	DefaultResetAfter  = 30 * time.Second
+	// DefaultMaxProcesses and DefaultIdleTimeout apply to command
+	// resources.
+	DefaultMaxProcesses = 16
+	DefaultIdleTimeout  = 10 * time.Minute
 )
 
 // LoadConfig reads a connector configuration file strictly, resolves
@@ -103,7 +146,14 @@ func LoadConfig(file string, overrides ...func(*Config)) (Config, error) {
 		*p = config.Resolve(file, *p)
 	}
 	for i := range c.Resources {
-		c.Resources[i].CAFile = config.Resolve(file, c.Resources[i].CAFile)
+		r := &c.Resources[i]
+		r.CAFile = config.Resolve(file, r.CAFile)
+		r.Dir = config.Resolve(file, r.Dir)
+		// A bare name is looked up in PATH; a relative path is relative
+		// to the config file, like every other path in it.
+		if strings.ContainsRune(r.Command, filepath.Separator) {
+			r.Command = config.Resolve(file, r.Command)
+		}
 	}
 	for _, o := range overrides {
 		o(&c)
@@ -136,6 +186,20 @@ func (c Config) WithDefaults() Config {
 		c.Backoff.ResetAfter = DefaultResetAfter
 	}
 	c.QUIC = c.QUIC.WithDefaults(tunnel.DefaultConnectorStreams)
+	// The caller's slice stays as it was.
+	c.Resources = slices.Clone(c.Resources)
+	for i := range c.Resources {
+		r := &c.Resources[i]
+		if r.Command == "" {
+			continue
+		}
+		if r.MaxProcesses == 0 {
+			r.MaxProcesses = DefaultMaxProcesses
+		}
+		if r.IdleTimeout == 0 {
+			r.IdleTimeout = DefaultIdleTimeout
+		}
+	}
 	return c
 }
 
@@ -199,15 +263,95 @@ func (c Config) validateResources() []error {
 			errs = append(errs, fmt.Errorf("resources[%d].name %q appears twice", i, r.Name))
 		}
 		seen[r.Name] = true
-		u, err := url.Parse(r.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("resources[%d].url %q must be an absolute http or https URL", i, r.URL))
-		}
-		if r.CAFile != "" {
-			errs = append(errs, checkFile(fmt.Sprintf("resources[%d].ca_file", i), r.CAFile))
+		errs = append(errs, r.validateUpstream(fmt.Sprintf("resources[%d]", i))...)
+	}
+	return errs
+}
+
+// validateUpstream checks the URL or the command of r; key names r in
+// the messages.
+func (r Resource) validateUpstream(key string) []error {
+	switch {
+	case r.URL != "" && r.Command != "":
+		return []error{fmt.Errorf("%s: url and command exclude each other: a resource is an HTTP server or a stdio command", key)}
+	case r.URL == "" && r.Command == "":
+		return []error{fmt.Errorf("%s: url (an HTTP MCP server) or command (a stdio MCP server) is required", key)}
+	case r.URL != "":
+		return r.validateURL(key)
+	}
+	return r.validateCommand(key)
+}
+
+func (r Resource) validateURL(key string) []error {
+	var errs []error
+	u, err := url.Parse(r.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("%s.url %q must be an absolute http or https URL", key, r.URL))
+	}
+	if r.CAFile != "" {
+		errs = append(errs, checkFile(key+".ca_file", r.CAFile))
+	}
+	stdioOnly := []struct {
+		key string
+		set bool
+	}{
+		{"args", len(r.Args) > 0},
+		{"env", len(r.Env) > 0},
+		{"dir", r.Dir != ""},
+		{"max_processes", r.MaxProcesses != 0},
+		{"idle_timeout", r.IdleTimeout != 0},
+	}
+	for _, f := range stdioOnly {
+		if f.set {
+			errs = append(errs, fmt.Errorf("%s.%s applies only to a command resource, not to url", key, f.key))
 		}
 	}
 	return errs
+}
+
+func (r Resource) validateCommand(key string) []error {
+	errs := []error{checkCommand(key+".command", r.Command)}
+	if r.CAFile != "" {
+		errs = append(errs, fmt.Errorf("%s.ca_file applies only to a url resource, not to command", key))
+	}
+	if r.Dir != "" {
+		if fi, err := os.Stat(r.Dir); err != nil {
+			errs = append(errs, fmt.Errorf("%s.dir: %w", key, err))
+		} else if !fi.IsDir() {
+			errs = append(errs, fmt.Errorf("%s.dir %q is not a folder", key, r.Dir))
+		}
+	}
+	for k := range r.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			errs = append(errs, fmt.Errorf("%s.env: %q is not a valid variable name", key, k))
+		}
+	}
+	if r.MaxProcesses < 1 {
+		errs = append(errs, fmt.Errorf("%s.max_processes %d must be at least 1", key, r.MaxProcesses))
+	}
+	if r.IdleTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("%s.idle_timeout %s must be positive", key, r.IdleTimeout))
+	}
+	return errs
+}
+
+// checkCommand checks that a command exists now: an absolute path must
+// be an executable file, anything else must be found in PATH.
+func checkCommand(key, command string) error {
+	if !filepath.IsAbs(command) {
+		if _, err := exec.LookPath(command); err != nil {
+			return fmt.Errorf("%s %q is neither an absolute path nor found in PATH: %w", key, command, err)
+		}
+		return nil
+	}
+	fi, err := os.Stat(command)
+	if err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	if fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return fmt.Errorf("%s %q is not an executable file", key, command)
+	}
+	return nil
 }
 
 func checkFile(key, file string) error {

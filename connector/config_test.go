@@ -217,6 +217,46 @@ func TestLoadConfigRefuses(t *testing.T) {
 			wantErrs: []string{"resources[0].ca_file"},
 		},
 		{
+			name:     "url and command",
+			edit:     appendText("    command: /bin/sh\n"),
+			wantErrs: []string{"resources[0]: url and command exclude each other"},
+		},
+		{
+			name:     "neither url nor command",
+			edit:     replace("    url: http://127.0.0.1:8080/mcp\n", ""),
+			wantErrs: []string{"resources[0]: url (an HTTP MCP server) or command (a stdio MCP server) is required"},
+		},
+		{
+			name:     "command not in PATH",
+			edit:     replace("url: http://127.0.0.1:8080/mcp", "command: airlock-no-such-mcp-server"),
+			wantErrs: []string{`resources[0].command "airlock-no-such-mcp-server" is neither an absolute path nor found in PATH`, "connector.yaml"},
+		},
+		{
+			name:     "missing absolute command",
+			edit:     replace("url: http://127.0.0.1:8080/mcp", "command: $DIR/no-such-server"),
+			wantErrs: []string{"resources[0].command", "no-such-server", "connector.yaml"},
+		},
+		{
+			name:     "command not executable",
+			edit:     replace("url: http://127.0.0.1:8080/mcp", "command: $DIR/ca.crt"),
+			wantErrs: []string{"resources[0].command", "is not an executable file"},
+		},
+		{
+			name:     "stdio keys on a url resource",
+			edit:     appendText("    args: [\"-v\"]\n    max_processes: 3\n"),
+			wantErrs: []string{"resources[0].args applies only to a command resource", "resources[0].max_processes applies only"},
+		},
+		{
+			name:     "command resource with a CA file, a missing dir and bad limits",
+			edit:     replace("url: http://127.0.0.1:8080/mcp", "command: /bin/sh\n    ca_file: $DIR/ca.crt\n    dir: $DIR/nowhere\n    max_processes: -1\n    idle_timeout: -1s"),
+			wantErrs: []string{"resources[0].ca_file applies only to a url resource", "resources[0].dir", "resources[0].max_processes -1", "resources[0].idle_timeout -1s"},
+		},
+		{
+			name:     "bad environment variable name",
+			edit:     replace("url: http://127.0.0.1:8080/mcp", "command: /bin/sh\n    env: {\"A=B\": x}"),
+			wantErrs: []string{`resources[0].env: "A=B" is not a valid variable name`},
+		},
+		{
 			name:     "backoff max below initial",
 			edit:     appendText("backoff:\n  initial: 2s\n  max: 1s\n"),
 			wantErrs: []string{"backoff"},
@@ -253,6 +293,61 @@ func TestLoadConfigRefuses(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestLoadConfigCommandResource(t *testing.T) {
+	d := newConfigDir(t)
+	server := filepath.Join(d.dir, "bin", "server")
+	if err := os.MkdirAll(filepath.Dir(server), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(server, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadConfig(d.write(t, `
+name: db
+edges: ["edge.example.com:8443"]
+ca_file: $DIR/ca.crt
+cert_file: $DIR/connector.crt
+key_file: $DIR/connector.key
+resources:
+  - name: files
+    command: ./bin/server
+    args: ["--root", "/srv/shared"]
+    env: {LOG_LEVEL: info}
+    dir: bin
+  - name: shell
+    command: sh
+    max_processes: 3
+    idle_timeout: 30s
+`))
+	if err != nil {
+		t.Fatalf("LoadConfig() = %v, want nil", err)
+	}
+	want := []Resource{
+		{
+			Name:         "files",
+			Command:      server,
+			Args:         []string{"--root", "/srv/shared"},
+			Env:          map[string]string{"LOG_LEVEL": "info"},
+			Dir:          filepath.Join(d.dir, "bin"),
+			MaxProcesses: DefaultMaxProcesses,
+			IdleTimeout:  DefaultIdleTimeout,
+		},
+		{Name: "shell", Command: "sh", MaxProcesses: 3, IdleTimeout: 30 * time.Second},
+	}
+	if diff := cmp.Diff(want, got.Resources); diff != "" {
+		t.Errorf("LoadConfig().Resources mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestWithDefaultsKeepsCallersResources(t *testing.T) {
+	res := []Resource{{Name: "shell", Command: "sh"}}
+	got := Config{Resources: res}.WithDefaults()
+	if res[0].MaxProcesses != 0 || got.Resources[0].MaxProcesses != DefaultMaxProcesses {
+		t.Errorf("WithDefaults() set max_processes %d on the caller's slice and %d on its own, want 0 and %d",
+			res[0].MaxProcesses, got.Resources[0].MaxProcesses, DefaultMaxProcesses)
 	}
 }
 

@@ -58,6 +58,7 @@ type Connector struct {
 type upstream struct {
 	url    *url.URL
 	client *http.Client
+	stdio  *stdioServer // nil for an HTTP upstream
 }
 
 // Options are the parts of a connector that do not come from its file.
@@ -88,13 +89,14 @@ func New(cfg Config, opts Options) (*Connector, error) {
 	if id.Kind != certs.KindConnector || id.Name != cfg.Name {
 		return nil, fmt.Errorf("certificate names %s, not connector %q", id, cfg.Name)
 	}
-	ups, err := newUpstreams(cfg.Resources)
+	logger = logger.With(logkey.Component, "connector", logkey.ConnectorName, cfg.Name)
+	ups, err := newUpstreams(cfg.Resources, cfg.Name, logger)
 	if err != nil {
 		return nil, err
 	}
 	c := &Connector{
 		cfg:      cfg,
-		logger:   logger.With(logkey.Component, "connector", logkey.ConnectorName, cfg.Name),
+		logger:   logger,
 		creds:    creds,
 		holder:   holder,
 		renewed:  newBroadcast(),
@@ -107,9 +109,13 @@ func New(cfg Config, opts Options) (*Connector, error) {
 	return c, nil
 }
 
-func newUpstreams(resources []Resource) (map[string]*upstream, error) {
+func newUpstreams(resources []Resource, connector string, logger *slog.Logger) (map[string]*upstream, error) {
 	ups := map[string]*upstream{}
 	for _, r := range resources {
+		if r.Command != "" {
+			ups[r.Name] = newStdioUpstream(r, connector, logger)
+			continue
+		}
 		u, err := url.Parse(r.URL)
 		if err != nil {
 			return nil, fmt.Errorf("parsing upstream of %s: %w", r.Name, err)
@@ -135,6 +141,42 @@ func newUpstreams(resources []Resource) (map[string]*upstream, error) {
 		ups[r.Name] = &upstream{url: u, client: client}
 	}
 	return ups, nil
+}
+
+// newStdioUpstream bridges a command resource: its client reaches the
+// resource's in-process Streamable HTTP server through a pipe.
+func newStdioUpstream(r Resource, connector string, logger *slog.Logger) *upstream {
+	srv := newStdioServer(r, connector, logger.With(logkey.Component, "connector.stdio"))
+	tr := &http.Transport{
+		DialContext:         srv.listener.DialContext,
+		DisableCompression:  true,
+		MaxIdleConnsPerHost: 256,
+	}
+	return &upstream{
+		url:    &url.URL{Scheme: "http", Host: r.Name + ".stdio", Path: "/mcp"},
+		client: &http.Client{Transport: tr},
+		stdio:  srv,
+	}
+}
+
+// startStdio serves the command resources; stopStdio stops all their
+// processes and waits until they are reaped.
+func (c *Connector) startStdio() {
+	for _, up := range c.upstream {
+		if up.stdio != nil {
+			up.stdio.start()
+		}
+	}
+}
+
+func (c *Connector) stopStdio() {
+	var wg sync.WaitGroup
+	for _, up := range c.upstream {
+		if up.stdio != nil {
+			wg.Go(up.stdio.close)
+		}
+	}
+	wg.Wait()
 }
 
 func newInstanceID() string {
@@ -178,6 +220,10 @@ func (c *Connector) Run(ctx context.Context) error {
 	tr := &quic.Transport{Conn: pc}
 	defer pc.Close()
 	defer tr.Close()
+	c.startStdio()
+	// Runs after the tunnels are closed: no request can start a process
+	// any more, and every child is stopped before Run returns.
+	defer c.stopStdio()
 
 	dialCtx, stopDialing := context.WithCancel(context.WithoutCancel(ctx))
 	ctx, expired := c.startRenewal(ctx)

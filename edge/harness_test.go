@@ -37,6 +37,9 @@ type env struct {
 	dataDir string
 	ca      *certs.Authority
 	caFile  string
+	// connLogger, if set, receives the logs of the connectors started
+	// from now on.
+	connLogger *slog.Logger
 }
 
 func newEnv(t *testing.T) *env {
@@ -219,7 +222,11 @@ func (v *env) runConnector(cfg connector.Config) *runningConnector {
 	if err != nil {
 		v.t.Fatal(err)
 	}
-	c, err := connector.New(cfg, connector.Options{PacketConn: pc, Logger: testLogger(v.t)})
+	logger := testLogger(v.t)
+	if v.connLogger != nil {
+		logger = v.connLogger
+	}
+	c, err := connector.New(cfg, connector.Options{PacketConn: pc, Logger: logger})
 	if err != nil {
 		v.t.Fatalf("creating connector: %v", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -85,8 +86,8 @@ func enrollProfile(t *testing.T, s *stack) string {
 }
 
 // auditTokens returns the access token ids the edge recorded decisions
-// with, in order of first use.
-func auditTokens(t *testing.T, s *stack) []string {
+// on resource with, in order of first use. Tokens are per resource.
+func auditTokens(t *testing.T, s *stack, resource string) []string {
 	t.Helper()
 	f, err := os.Open(filepath.Join(s.info.DataDir, "audit.jsonl"))
 	if err != nil {
@@ -99,9 +100,11 @@ func auditTokens(t *testing.T, s *stack) []string {
 	lines.Buffer(nil, 1<<20)
 	for lines.Scan() {
 		var rec struct {
-			TokenID string `json:"token_id"`
+			TokenID  string `json:"token_id"`
+			Resource string `json:"resource"`
 		}
-		if json.Unmarshal(lines.Bytes(), &rec) == nil && rec.TokenID != "" && !seen[rec.TokenID] {
+		if json.Unmarshal(lines.Bytes(), &rec) == nil && rec.Resource == resource &&
+			rec.TokenID != "" && !seen[rec.TokenID] {
 			seen[rec.TokenID] = true
 			ids = append(ids, rec.TokenID)
 		}
@@ -110,100 +113,132 @@ func auditTokens(t *testing.T, s *stack) []string {
 }
 
 // TestAgentBridge runs the go-sdk client over `airlock agent bridge` as a
-// subprocess, to the quickstart's HTTP resource: initialize, list, call,
-// progress, a server-to-client request, a denial, and a session that
-// outlives its first access token and its first certificate.
+// subprocess, to the quickstart's HTTP resource and to its stdio
+// resource (a process per session behind the connector): initialize,
+// list, call, progress, a server-to-client request, a denial, and a
+// session that outlives its first access token and its first
+// certificate.
 func TestAgentBridge(t *testing.T) {
 	bin := buildAirlock(t)
 	s := startTestStack(t, stackOptions{agentCertLifetime: 15 * time.Second,
-		accessTokenLifetime: 10 * time.Second})
-	profile := enrollProfile(t, s)
-	first, err := enroll.Load(profile)
-	if err != nil {
-		t.Fatal(err)
+		accessTokenLifetime: 10 * time.Second, stdioCommand: []string{bin, "stdio-demo"}})
+	tests := []struct {
+		resource, server string
+		listed, hidden   string
+		allowed          string
+		allowedArgs      map[string]any
+		allowedWant      string
+		denied           string
+		deniedArgs       map[string]any
+		deniedWant       string
+		progress         string
+		progressArgs     map[string]any
+		ask              string
+	}{
+		{devResource, "airlock-demo", "read_file", "blob",
+			"read_file", map[string]any{"path": "public/welcome.txt"}, "Hello",
+			"read_file", map[string]any{"path": "private/plan.txt"}, "may only read files under public/",
+			"count", map[string]any{"n": 3}, "ask"},
+		{devStdioResource, "airlock-stdio-example", "pid", "crash",
+			"add_note", map[string]any{"title": "t", "body": "b"}, "saved note t",
+			"crash", map[string]any{}, "tool \"crash\" is not granted",
+			"slow", map[string]any{"steps": 3, "delay_ms": 10}, "ask_user"},
 	}
-	firstSerial := first.Credential().Leaf().SerialNumber
+	for _, tt := range tests {
+		t.Run(tt.resource, func(t *testing.T) {
+			t.Parallel()
+			profile := enrollProfile(t, s)
+			first, err := enroll.Load(profile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			firstSerial := first.Credential().Leaf().SerialNumber
 
-	var progress sync.Map
-	client := mcp.NewClient(&mcp.Implementation{Name: "bridge-test", Version: "1"}, &mcp.ClientOptions{
-		ElicitationHandler: func(_ context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
-			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"answer": "blue"}}, nil
-		},
-		ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
-			progress.Store(req.Params.Progress, true)
-		},
-	})
-	cmd := exec.Command(bin, "--log-level", "warn", "agent", "bridge", "--profile", profile, devResource)
-	cmd.Stderr = os.Stderr
-	ctx := t.Context()
-	cs, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
-	if err != nil {
-		t.Fatalf("initialize over the bridge: %v", err)
-	}
-	defer cs.Close()
-	if got := cs.InitializeResult().ServerInfo.Name; got != "airlock-demo" {
-		t.Errorf("server name over the bridge = %q", got)
-	}
+			var progress sync.Map
+			client := mcp.NewClient(&mcp.Implementation{Name: "bridge-test", Version: "1"}, &mcp.ClientOptions{
+				ElicitationHandler: func(_ context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+					return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"answer": "blue"}}, nil
+				},
+				ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+					progress.Store(req.Params.Progress, true)
+				},
+			})
+			cmd := exec.Command(bin, "--log-level", "warn", "agent", "bridge", "--profile", profile, tt.resource)
+			cmd.Stderr = os.Stderr
+			ctx := t.Context()
+			cs, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
+			if err != nil {
+				t.Fatalf("initialize over the bridge: %v", err)
+			}
+			defer cs.Close()
+			if got := cs.InitializeResult().ServerInfo.Name; got != tt.server {
+				t.Errorf("server name over the bridge = %q, want %q", got, tt.server)
+			}
 
-	var names []string
-	for tool, err := range cs.Tools(ctx, nil) {
-		if err != nil {
-			t.Fatalf("tools/list: %v", err)
-		}
-		names = append(names, tool.Name)
-	}
-	if !strings.Contains(strings.Join(names, ","), "read_file") {
-		t.Errorf("tools over the bridge = %v", names)
-	}
+			var names []string
+			for tool, err := range cs.Tools(ctx, nil) {
+				if err != nil {
+					t.Fatalf("tools/list: %v", err)
+				}
+				names = append(names, tool.Name)
+			}
+			if !slices.Contains(names, tt.listed) || slices.Contains(names, tt.hidden) {
+				t.Errorf("tools over the bridge = %v, want %s and not %s (filtered by the policy)",
+					names, tt.listed, tt.hidden)
+			}
 
-	if got := callText(t, cs, "read_file", map[string]any{"path": "public/welcome.txt"}); !strings.Contains(got, "Hello") {
-		t.Errorf("read_file public/welcome.txt = %q", got)
-	}
-	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "read_file",
-		Arguments: map[string]any{"path": "private/plan.txt"}})
-	var wire *jsonrpc.Error
-	if !errors.As(err, &wire) || wire.Code != airmcp.CodeDenied ||
-		!strings.Contains(wire.Message, "may only read files under public/") {
-		t.Errorf("read_file private/plan.txt over the bridge = %v, want the policy's denial", err)
-	}
+			if got := callText(t, cs, tt.allowed, tt.allowedArgs); !strings.Contains(got, tt.allowedWant) {
+				t.Errorf("%s = %q, want %q", tt.allowed, got, tt.allowedWant)
+			}
+			_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: tt.denied, Arguments: tt.deniedArgs})
+			var wire *jsonrpc.Error
+			if !errors.As(err, &wire) || wire.Code != airmcp.CodeDenied ||
+				!strings.Contains(wire.Message, tt.deniedWant) {
+				t.Errorf("%s %v over the bridge = %v, want the policy's denial %q",
+					tt.denied, tt.deniedArgs, err, tt.deniedWant)
+			}
 
-	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "count",
-		Arguments: map[string]any{"n": 3}, Meta: mcp.Meta{"progressToken": "p1"}})
-	if err != nil || res.IsError {
-		t.Fatalf("count = %v, %v", res, err)
-	}
-	// The client hands notifications to its handler on its own
-	// goroutines: the last may be handled just after the result.
-	waitFor(t, "progress 1, 2 and 3 over the bridge", func() bool {
-		_, ok1 := progress.Load(1.0)
-		_, ok2 := progress.Load(2.0)
-		_, ok3 := progress.Load(3.0)
-		return ok1 && ok2 && ok3
-	})
+			res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: tt.progress,
+				Arguments: tt.progressArgs, Meta: mcp.Meta{"progressToken": "p1"}})
+			if err != nil || res.IsError {
+				t.Fatalf("%s = %v, %v", tt.progress, res, err)
+			}
+			// The client hands notifications to its handler on its own
+			// goroutines: the last may be handled just after the result.
+			waitFor(t, "progress 1, 2 and 3 over the bridge", func() bool {
+				_, ok1 := progress.Load(1.0)
+				_, ok2 := progress.Load(2.0)
+				_, ok3 := progress.Load(3.0)
+				return ok1 && ok2 && ok3
+			})
 
-	if got := callText(t, cs, "ask", map[string]any{"question": "favourite colour?"}); got != "blue" {
-		t.Errorf("ask (elicitation, a server-to-client request) = %q, want blue", got)
-	}
+			if got := callText(t, cs, tt.ask, map[string]any{"question": "favourite colour?"}); !strings.Contains(got, "blue") {
+				t.Errorf("%s (elicitation, a server-to-client request) = %q, want blue", tt.ask, got)
+			}
 
-	// Keep the session busy until the bridge has refreshed its access
-	// token (due after 8 of its 10 seconds) and renewed the certificate
-	// (due after 10 of its 15), which needs a token for the new one: three
-	// tokens in all. Every call must keep working.
-	deadline := time.Now().Add(45 * time.Second)
-	for i := 0; ; i++ {
-		if got := callText(t, cs, "echo", map[string]any{"text": fmt.Sprint(i)}); got != fmt.Sprint(i) {
-			t.Fatalf("echo %d during the long session = %q", i, got)
-		}
-		h, err := enroll.Load(profile)
-		renewed := err == nil && h.Credential().Leaf().SerialNumber.Cmp(firstSerial) != 0
-		if renewed && len(auditTokens(t, s)) >= 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %d calls: certificate renewed %t, access tokens used %d; want a renewal and "+
-				"a token refresh during the session", i, renewed, len(auditTokens(t, s)))
-		}
-		time.Sleep(250 * time.Millisecond)
+			// Keep the session busy until the bridge has refreshed its
+			// access token (due after 8 of its 10 seconds) and renewed the
+			// certificate (due after 10 of its 15), which needs a token for
+			// the new one: three tokens in all for this profile. Every call
+			// must keep working.
+			deadline := time.Now().Add(45 * time.Second)
+			for i := 0; ; i++ {
+				if got := callText(t, cs, "echo", map[string]any{"text": fmt.Sprint(i)}); got != fmt.Sprint(i) {
+					t.Fatalf("echo %d during the long session = %q", i, got)
+				}
+				h, err := enroll.Load(profile)
+				renewed := err == nil && h.Credential().Leaf().SerialNumber.Cmp(firstSerial) != 0
+				tokens := len(auditTokens(t, s, tt.resource))
+				if renewed && tokens >= 3 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("after %d calls: certificate renewed %t, access tokens used %d; want a "+
+						"renewal and a token refresh during the session", i, renewed, tokens)
+				}
+				time.Sleep(250 * time.Millisecond)
+			}
+		})
 	}
 }
 

@@ -70,6 +70,7 @@ func printWelcome(w io.Writer, info devInfo, file string) {
 		"--log-level", "warn", devResource})
 	bridge := fmt.Sprintf("{\"mcpServers\": {%q: {\"command\": %s,\n    \"args\": %s}}}",
 		devResource, command, bytes.ReplaceAll(args, []byte(`","`), []byte(`", "`)))
+	stdioURL := info.Resources[devStdioResource]
 	fmt.Fprintf(w, `
 Airlock is running locally.
 
@@ -81,19 +82,26 @@ Airlock is running locally.
   metrics            %s
   details            %s
 
-The demo MCP server listens on a loopback port that only the connector uses;
-agents reach it through the edge and the QUIC tunnel with an agent certificate
-and a short-lived access token bound to it. Every call is decided by the
-policy in %s (edit it; it reloads at once).
+Two MCP resources sit behind the connector: "demo", an HTTP server on a
+loopback port that only the connector uses, and "notes" (%s), a stdio
+server that the connector starts once per MCP session. Agents reach them
+through the edge and the QUIC tunnel with an agent certificate and a
+short-lived access token bound to it. Every call is decided by the policy
+in %s (edit it; it reloads at once).
 
-Try it as the agent, in another terminal. The tool list is filtered by the
-policy (blob is kept for tokens narrowed to it):
+Try it as the agent, in another terminal. The tool lists are filtered by
+the policy (demo's blob is kept for tokens narrowed to it, notes' crash
+is granted to nobody):
 
   %s
   %s read_file path=public/welcome.txt        # allowed
   %s read_file path=private/plan.txt          # denied for its argument (exit 3)
+  %s
+  %s pid                                       # a process for this session
+  %s crash                                     # denied: not granted (exit 3)
 
-Connect an MCP client (Claude Desktop, Cursor, ...) through the stdio bridge:
+Connect an MCP client (Claude Desktop, Cursor, ...) through the stdio bridge
+(the same with "notes" for the other resource):
 
   %s
 
@@ -119,10 +127,13 @@ Without the certificate, or without the token, the edge refuses:
 
 Press Ctrl-C to stop.
 `, info.EdgeURL, url, info.TokenURL, info.AgentProfile, info.PolicyDir, info.MetricsURL, file,
-		info.PolicyDir,
+		stdioURL, info.PolicyDir,
 		fmt.Sprintf(agentCmd, "tools")+" "+devResource,
 		fmt.Sprintf(agentCmd, "call")+" "+devResource,
 		fmt.Sprintf(agentCmd, "call")+" "+devResource,
+		fmt.Sprintf(agentCmd, "tools")+" "+devStdioResource,
+		fmt.Sprintf(agentCmd, "call")+" "+devStdioResource,
+		fmt.Sprintf(agentCmd, "call")+" "+devStdioResource,
 		bridge,
 		bin, info.AgentProfile, devResource, curl, url, curl, url, info.CACert, url)
 }

@@ -47,7 +47,7 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "json", "log format: json or text")
 	root.AddCommand(newEdgeCmd(g), newConnectorCmd(g), newAgentCmd(g), newAdminCmd(g), newDevCmd(g), newBenchCmd(g),
-		newPolicyCmd())
+		newPolicyCmd(), newStdioDemoCmd())
 	return root
 }
 

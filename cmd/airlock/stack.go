@@ -26,6 +26,9 @@ const (
 	devConnector = "dev-connector"
 	devAgent     = "dev-agent"
 	devResource  = "demo"
+	// devStdioResource is the example stdio server, which the connector
+	// runs as `airlock stdio-demo`, one process per MCP session.
+	devStdioResource = "notes"
 	// devAgentLifetime is long enough for an afternoon of curl: the
 	// quickstart renews the agent's certificate while it runs, but curl
 	// reads the files only when it starts.
@@ -71,6 +74,9 @@ type stackOptions struct {
 	opsAddr   string
 	stateless bool
 	logger    *slog.Logger
+	// stdioCommand runs the example stdio server; empty means this
+	// program's stdio-demo command.
+	stdioCommand []string
 	// Lifetimes for tests; zero means the quickstart's.
 	agentCertLifetime   time.Duration
 	accessTokenLifetime time.Duration
@@ -96,7 +102,7 @@ func startStack(ctx context.Context, opts stackOptions) (*stack, error) {
 		return nil, err
 	}
 	edgeURL := "https://" + s.edge.Addr().String()
-	if err := s.startConnector(ctx, dir, demoURL, opts.logger); err != nil {
+	if err := s.startConnector(ctx, dir, demoURL, opts); err != nil {
 		s.edge.Shutdown(ctx)
 		demo.Close()
 		return nil, err
@@ -116,7 +122,10 @@ func startStack(ctx context.Context, opts stackOptions) (*stack, error) {
 		AgentProfile: s.agent.Dir(),
 		PolicyDir:    filepath.Join(dir, "policy"),
 		TokenURL:     edgeURL + token.PathToken,
-		Resources:    map[string]string{devResource: edgeURL + "/mcp/" + devResource},
+		Resources: map[string]string{
+			devResource:      edgeURL + "/mcp/" + devResource,
+			devStdioResource: edgeURL + "/mcp/" + devStdioResource,
+		},
 	}
 	if a := s.edge.OpsAddr(); a != nil {
 		s.info.MetricsURL = "http://" + a.String() + "/metrics"
@@ -135,7 +144,10 @@ func (s *stack) startEdge(ctx context.Context, dir string, opts stackOptions) er
 		Listen:        opts.addr,
 		OpsListen:     opts.opsAddr,
 		ShutdownGrace: 5 * time.Second,
-		Resources:     []edge.Resource{{Name: devResource, Connectors: []string{devConnector}}},
+		Resources: []edge.Resource{
+			{Name: devResource, Connectors: []string{devConnector}},
+			{Name: devStdioResource, Connectors: []string{devConnector}},
+		},
 		// The quickstart's agent is curl, which reads its certificate
 		// once: give it a working afternoon.
 		AgentCertLifetime:   cmp.Or(opts.agentCertLifetime, devAgentLifetime),
@@ -173,14 +185,26 @@ func openOrInitCA(edgeDir string) (*certs.Authority, error) {
 
 // startConnector enrolls the connector with a fresh join token, the way
 // a real one enrolls on first start, and runs it until stop.
-func (s *stack) startConnector(ctx context.Context, dir, demoURL string, logger *slog.Logger) error {
+func (s *stack) startConnector(ctx context.Context, dir, demoURL string, opts stackOptions) error {
+	logger := opts.logger
+	stdio := opts.stdioCommand
+	if len(stdio) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("finding this program for the stdio resource: %w", err)
+		}
+		stdio = []string{exe, "stdio-demo"}
+	}
 	cc := connector.Config{
 		Name:       devConnector,
 		Edges:      []string{s.edge.TunnelAddr().String()},
 		DataDir:    filepath.Join(dir, "connector"),
 		EnrollURL:  "https://" + s.edge.Addr().String(),
 		DrainGrace: 5 * time.Second,
-		Resources:  []connector.Resource{{Name: devResource, URL: demoURL}},
+		Resources: []connector.Resource{
+			{Name: devResource, URL: demoURL},
+			{Name: devStdioResource, Command: stdio[0], Args: stdio[1:]},
+		},
 	}.WithDefaults()
 	tok, err := s.edge.CreateJoinToken(edge.TokenRequest{Kind: string(certs.KindConnector), Name: devConnector})
 	if err != nil {

@@ -42,4 +42,7 @@ const (
 	Scope           = "scope"
 	Expires         = "expires"
 	Error           = "error"
+	PID             = "pid"
+	Stderr          = "stderr"
+	ExitStatus      = "exit_status"
 )
