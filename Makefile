@@ -19,10 +19,18 @@ test:
 bench: build
 	./$(BIN) bench
 
-# A short run of every fuzz target (the corpus lives in testdata/fuzz).
+# A run of every fuzz target, FUZZTIME each (the corpus lives in each
+# package's testdata/fuzz; `make test` replays it). A crash leaves its input
+# there: commit it, and it is a regression test.
+FUZZTIME ?= 30s
+FUZZ_TARGETS := FuzzReadFrame:./pkg/tunnel/ FuzzParse:./pkg/mcp/ FuzzRoutingHeaders:./pkg/mcp/ \
+	FuzzResourcePath:./edge/ FuzzParseScope:./pkg/token/ FuzzVerifyAccess:./pkg/token/ \
+	FuzzEventReader:./agent/
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime 30s ./pkg/tunnel/
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./pkg/mcp/
+	@for t in $(FUZZ_TARGETS); do \
+		echo "== $${t%%:*} ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) "$${t#*:}" || exit 1; \
+	done
 
 clean:
 	rm -rf bin

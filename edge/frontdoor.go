@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -257,10 +258,22 @@ func (e *Edge) authenticate(w http.ResponseWriter, r *http.Request, x *exchange)
 	return true
 }
 
+// resourceOf returns the resource an MCP endpoint path names. Only the
+// exact form /mcp/NAME of a known resource is one: no escapes (a RawPath
+// means the path had some that decode differently), no dot segments, no
+// trailing slash, so that the path checked is the path routed.
+func resourceOf(u *url.URL, known func(string) bool) (string, bool) {
+	name, ok := strings.CutPrefix(u.Path, "/mcp/")
+	if !ok || u.RawPath != "" || strings.ContainsAny(name, "/%\\") || !known(name) {
+		return "", false
+	}
+	return name, true
+}
+
 // checkTarget checks the resource, the HTTP method and the Origin.
 func (e *Edge) checkTarget(w http.ResponseWriter, r *http.Request, x *exchange) bool {
-	name := strings.TrimPrefix(r.URL.Path, "/mcp/")
-	if _, ok := e.resources[name]; !ok || r.URL.RawPath != "" {
+	name, ok := resourceOf(r.URL, func(n string) bool { _, ok := e.resources[n]; return ok })
+	if !ok {
 		x.fail(w, http.StatusNotFound, mcp.CodeUnknownResource, fmt.Sprintf("no MCP resource at %s", r.URL.Path))
 		return false
 	}
@@ -354,12 +367,9 @@ func (e *Edge) readMessage(w http.ResponseWriter, r *http.Request, x *exchange, 
 	default:
 		x.kind = kindRequest
 	}
-	for header, want := range map[string]string{headerMCPMethod: m.Method, headerMCPName: m.Name} {
-		if got, ok := r.Header[header]; ok && (len(got) != 1 || got[0] != want) {
-			x.fail(w, http.StatusBadRequest, mcp.CodeHeaderMismatch,
-				fmt.Sprintf("header %s %q does not match the body's %q", header, strings.Join(got, ","), want))
-			return false
-		}
+	if err := mcp.CheckRoutingHeaders(r.Header, m); err != nil {
+		x.fail(w, http.StatusBadRequest, mcp.CodeHeaderMismatch, err.Error())
+		return false
 	}
 	return true
 }

@@ -109,6 +109,9 @@ func (v *Verifier) parse(raw, typ, audience string, claims jwt.Claims) error {
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(min(v.Leeway, MaxLeeway)),
 		jwt.WithTimeFunc(now),
+		// One token, one spelling: base64 with stray padding bits would
+		// let other strings carry the same signed bytes.
+		jwt.WithStrictDecoding(),
 	)
 	keyFunc := func(t *jwt.Token) (any, error) { return v.key(t, typ) }
 	_, err := p.ParseWithClaims(raw, claims, keyFunc)
