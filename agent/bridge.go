@@ -400,12 +400,12 @@ func (r *relay) setHeaders(h http.Header, env *envelope) {
 	}
 }
 
-// metaVersion reads params._meta.protocolVersion, which MCP 2026-07-28
-// requests carry instead of a session.
+// metaVersion reads the protocol version that MCP 2026-07-28 requests
+// carry in params._meta instead of a session.
 func metaVersion(params json.RawMessage) string {
 	var p struct {
 		Meta struct {
-			Version string `json:"protocolVersion"`
+			Version string `json:"io.modelcontextprotocol/protocolVersion"`
 		} `json:"_meta"`
 	}
 	json.Unmarshal(params, &p)

@@ -286,7 +286,7 @@ func TestBridgeSession(t *testing.T) {
 	// Sessionless 2026-07-28 requests carry their version in _meta; the
 	// bridge adds the routing headers, and Mcp-Param-Region for the
 	// argument the tool list bound to it.
-	meta := `"_meta":{"protocolVersion":"2026-07-28"}`
+	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}`
 	send(`{"jsonrpc":"2.0","id":4,"method":"tools/list","params":{` + meta + `}}`)
 	next(t, lines)
 	send(`{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"route","arguments":{"region":"eu"},` + meta + `}}`)
