@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/airlock
 
-.PHONY: build run test bench fuzz vet clean
+.PHONY: build run test bench fuzz conformance vet clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/airlock
@@ -31,6 +31,12 @@ fuzz:
 		echo "== $${t%%:*} ($(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) "$${t#*:}" || exit 1; \
 	done
+
+# The MCP conformance suite against the go-sdk's conformance server,
+# directly and through Airlock, verdicts compared check by check. Installs
+# Node 22 and the pinned suites with npm into the user cache folder.
+conformance:
+	$(GO) run ./internal/conformance
 
 clean:
 	rm -rf bin

@@ -54,6 +54,9 @@ func newDevCmd(g *globalFlags) *cobra.Command {
 	f.StringVar(&opts.addr, "addr", edge.DefaultListen, "edge address for agents (TCP) and connectors (UDP)")
 	f.StringVar(&opts.opsAddr, "ops-addr", "127.0.0.1:0", "metrics and health address")
 	f.BoolVar(&opts.stateless, "stateless", false, "run the demo MCP server stateless (MCP 2026-07-28 style, no sessions)")
+	f.StringVar(&opts.upstream, "upstream", "",
+		"serve this Streamable HTTP MCP endpoint (http://127.0.0.1:PORT/mcp) as the demo resource "+
+			"instead of the built-in demo server; the policy in DIR/policy decides its calls")
 	return cmd
 }
 

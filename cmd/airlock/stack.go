@@ -73,7 +73,10 @@ type stackOptions struct {
 	addr      string
 	opsAddr   string
 	stateless bool
-	logger    *slog.Logger
+	// upstream, if set, is the demo resource's MCP endpoint instead of
+	// the built-in demo server.
+	upstream string
+	logger   *slog.Logger
 	// stdioCommand runs the example stdio server; empty means this
 	// program's stdio-demo command.
 	stdioCommand []string
@@ -95,6 +98,9 @@ func startStack(ctx context.Context, opts stackOptions) (*stack, error) {
 	demoURL, demo, err := startDemo(dir, opts)
 	if err != nil {
 		return nil, err
+	}
+	if opts.upstream != "" {
+		demoURL = opts.upstream
 	}
 	s := &stack{demo: demo, stopped: make(chan error, 1)}
 	if err := s.startEdge(ctx, dir, opts); err != nil {
