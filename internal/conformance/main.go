@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -243,13 +244,13 @@ func runSuite(ctx context.Context, node, suite, url, out string) (verdicts, erro
 	return v, nil
 }
 
-// scenarioOf strips the timestamp the suite appends to a results folder:
+// stamp is the time the suite appends to a results folder.
+var stamp = regexp.MustCompile(`-\d{4}-\d{2}-\d{2}T[0-9-]+Z?$`)
+
+// scenarioOf strips the timestamp from a results folder:
 // server-ping-2026-12-04T10-17-35-431Z is server-ping.
 func scenarioOf(folder string) string {
-	if i := strings.LastIndex(folder, "-20"); i > 0 && strings.HasSuffix(folder, "Z") {
-		return folder[:i]
-	}
-	return folder
+	return stamp.ReplaceAllString(folder, "")
 }
 
 func tally(v verdicts) string {
