@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"strconv"
 )
 
 // message is one JSON-RPC 2.0 message between an MCP client and a stdio
@@ -19,13 +18,18 @@ type message struct {
 	error  bool
 }
 
+// errNotJSON is what [parseMessage] returns for a body that is not JSON
+// at all (JSON-RPC's parse error), as opposed to JSON that is not a
+// JSON-RPC message (an invalid request).
+var errNotJSON = errors.New("the body is not JSON")
+
 // parseMessage reads one JSON-RPC message and compacts it onto one line.
 // Batches are refused: MCP 2025-06-18 dropped them, and the edge refuses
-// them before they get here.
+// them before they get here. A body that is not JSON gives [errNotJSON].
 func parseMessage(b []byte) (*message, error) {
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, b); err != nil {
-		return nil, errors.New("the body is not JSON")
+		return nil, errNotJSON
 	}
 	raw := buf.Bytes()
 	if len(raw) > 0 && raw[0] == '[' {
@@ -91,21 +95,23 @@ func (m *message) meta(key string) json.RawMessage {
 }
 
 // idKey maps a JSON-RPC id (or progress token) to a key that does not
-// depend on how the peer spelled it: "s" and the string, or "n" and the
-// number. Anything else gives "".
+// depend on how the peer escaped a string: "s" and the string, or "n"
+// and the number's literal. The literal is kept exactly, so that integers
+// beyond 2^53 stay distinct; only "-0" becomes "0". Numbers spelled
+// differently (1 and 1.0) get different keys. Anything else gives "".
 func idKey(id json.RawMessage) string {
 	dec := json.NewDecoder(bytes.NewReader(id))
 	dec.UseNumber()
 	var v any
-	if dec.Decode(&v) != nil {
+	if dec.Decode(&v) != nil || dec.More() {
 		return ""
 	}
 	switch v := v.(type) {
 	case string:
 		return "s" + v
 	case json.Number:
-		if f, err := v.Float64(); err == nil && f == float64(int64(f)) {
-			return "n" + strconv.FormatInt(int64(f), 10)
+		if v == "-0" {
+			return "n0"
 		}
 		return "n" + v.String()
 	}
@@ -137,3 +143,25 @@ func (m *message) errorMessage() string {
 	}
 	return e.Error.Message
 }
+
+// protocolVersion returns the revision a request names in
+// params._meta["io.modelcontextprotocol/protocolVersion"] (MCP
+// 2026-07-28), or "" if it names none or not as a string.
+func (m *message) protocolVersion() string {
+	var v string
+	if json.Unmarshal(m.meta(metaProtocolVersion), &v) != nil {
+		return ""
+	}
+	return v
+}
+
+// Keys of a request's params._meta that MCP 2026-07-28 defines for
+// requests without a session (SEP-2575).
+const (
+	metaProtocolVersion    = "io.modelcontextprotocol/protocolVersion"
+	metaClientCapabilities = "io.modelcontextprotocol/clientCapabilities"
+	metaClientInfo         = "io.modelcontextprotocol/clientInfo"
+)
+
+// knownRevisions are the MCP revisions the bridge knows, oldest first.
+var knownRevisions = []string{"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"}

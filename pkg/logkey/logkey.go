@@ -45,4 +45,7 @@ const (
 	PID             = "pid"
 	Stderr          = "stderr"
 	ExitStatus      = "exit_status"
+	MaxProcesses    = "max_processes"
+	Dropped         = "dropped"
+	Truncated       = "truncated"
 )

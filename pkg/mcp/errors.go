@@ -50,9 +50,21 @@ const (
 	// CodeHeaderMismatch: the Mcp-Method or Mcp-Name header disagrees with
 	// the body (MCP 2026-07-28). HTTP 400.
 	CodeHeaderMismatch = -32020
+	// CodeMissingClientCapabilities: the request needs a client capability
+	// the client did not declare (MCP 2026-07-28, SEP-2575). HTTP 400.
+	CodeMissingClientCapabilities = -32021
+	// CodeUnsupportedVersion: the protocol version of the request is not
+	// one the server supports (MCP 2026-07-28, SEP-2575). HTTP 400.
+	CodeUnsupportedVersion = -32022
 	// CodeInvalidRequest is JSON-RPC's own code for a request that is not
 	// acceptable as such (for example an HTTP method MCP does not use).
 	CodeInvalidRequest = -32600
+	// CodeMethodNotFound is JSON-RPC's own code for an unknown method; MCP
+	// 2026-07-28 answers it with HTTP 404 (SEP-2575).
+	CodeMethodNotFound = -32601
+	// CodeInternalError is JSON-RPC's own code for a failure of the
+	// answering side itself.
+	CodeInternalError = -32603
 )
 
 // ErrorBody returns a JSON-RPC 2.0 error response. A nil id encodes as
