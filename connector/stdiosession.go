@@ -3,6 +3,7 @@ package connector
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -13,21 +14,14 @@ import (
 	"github.com/airlockhq/airlock/pkg/mcp"
 )
 
-// JSON-RPC codes the bridge answers a process with.
-const (
-	codeInternalError  = -32603
-	codeMethodNotFound = -32601
-	codeInvalidParams  = -32602
-)
-
 // Codes that MCP 2026-07-28 answers with HTTP 404 or 400 rather than in
 // a stream (SEP-2575): method not found, invalid params, unsupported
 // protocol version, missing client capabilities.
 var errorStatus = map[int]int{
-	codeMethodNotFound: http.StatusNotFound,
-	codeInvalidParams:  http.StatusBadRequest,
-	-32022:             http.StatusBadRequest,
-	-32021:             http.StatusBadRequest,
+	mcp.CodeMethodNotFound:            http.StatusNotFound,
+	mcp.CodeInvalidParams:             http.StatusBadRequest,
+	mcp.CodeUnsupportedVersion:        http.StatusBadRequest,
+	mcp.CodeMissingClientCapabilities: http.StatusBadRequest,
 }
 
 // protocolStateless is the first MCP revision whose requests need no
@@ -51,6 +45,11 @@ const answerSettle = 200 * time.Millisecond
 // beyond it, notifications for that stream are dropped.
 const maxQueued = 4096
 
+// maxReplies bounds the bridge's own answers waiting to be written to a
+// process (refused server-to-client requests); beyond it they are
+// dropped, since the process is not reading its stdin anyway.
+const maxReplies = 64
+
 // closeKind says why a session ended.
 type closeKind int
 
@@ -62,6 +61,7 @@ const (
 	closeFailedInit
 	closeCrashed
 	closeBroken
+	closeStuck
 )
 
 // stdioSession is one process and the MCP session (or the single
@@ -77,16 +77,21 @@ type stdioSession struct {
 	logger *slog.Logger
 	// done is closed when the session has ended and its process is gone.
 	done chan struct{}
+	// replies holds the bridge's own answers to the process, which
+	// writeReplies writes, so that reading stdout never waits on stdin.
+	replies chan []byte
 
 	// mu guards the fields below.
-	mu       sync.Mutex
-	calls    map[string]*call // by idKey of the request
-	progress map[string]*call // by idKey of the progress token
-	seq      uint64
-	get      *sseStream
-	active   int
-	closing  bool
-	idle     *time.Timer
+	mu        sync.Mutex
+	calls     map[string]*call // by idKey of the request
+	progress  map[string]*call // by idKey of the progress token
+	seq       uint64
+	get       *sseStream
+	active    int
+	used      bool      // a request other than initialize came
+	idleSince time.Time // when active last fell to 0
+	closing   bool
+	idle      *time.Timer
 }
 
 // call is a request from the client waiting for the process's answer.
@@ -97,31 +102,52 @@ type call struct {
 	st    *sseStream
 }
 
-func newStdioSession(s *stdioServer, id string, p *process, logger *slog.Logger) *stdioSession {
+func newStdioSession(
+	s *stdioServer,
+	id string,
+	p *process,
+	logger *slog.Logger,
+) *stdioSession {
 	ss := &stdioSession{
-		srv:      s,
-		id:       id,
-		proc:     p,
-		logger:   logger,
-		done:     make(chan struct{}),
-		calls:    map[string]*call{},
-		progress: map[string]*call{},
+		srv:       s,
+		id:        id,
+		proc:      p,
+		logger:    logger,
+		done:      make(chan struct{}),
+		replies:   make(chan []byte, maxReplies),
+		calls:     map[string]*call{},
+		progress:  map[string]*call{},
+		idleSince: time.Now(),
 	}
 	if id != "" {
-		ss.idle = time.AfterFunc(s.res.IdleTimeout, ss.idleExpired)
+		ss.idle = time.AfterFunc(ss.idleTimeoutLocked(), ss.idleExpired)
 	}
 	return ss
 }
 
-// enter marks a POST in flight, which keeps the session from idling; it
-// returns false if the session is ending.
-func (ss *stdioSession) enter() bool {
+// idleTimeoutLocked is how long the session may idle: the resource's
+// idle_timeout, but at most firstRequestTimeout until a request other
+// than initialize came, so that sessions opened and left never to be
+// used give their process slot back soon.
+func (ss *stdioSession) idleTimeoutLocked() time.Duration {
+	if ss.used {
+		return ss.srv.res.IdleTimeout
+	}
+	return min(ss.srv.res.IdleTimeout, ss.srv.firstRequestTimeout)
+}
+
+// enter marks a POST of msg in flight, which keeps the session from
+// idling; it returns false if the session is ending.
+func (ss *stdioSession) enter(msg *message) bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.closing {
 		return false
 	}
 	ss.active++
+	if msg.isRequest() && msg.method != "initialize" {
+		ss.used = true
+	}
 	if ss.idle != nil {
 		ss.idle.Stop()
 	}
@@ -133,34 +159,41 @@ func (ss *stdioSession) leave() {
 	defer ss.mu.Unlock()
 	ss.active--
 	if ss.active == 0 && !ss.closing && ss.idle != nil {
-		ss.idle.Reset(ss.srv.res.IdleTimeout)
+		ss.idleSince = time.Now()
+		ss.idle.Reset(ss.idleTimeoutLocked())
 	}
 }
 
+// idleExpired closes an idle session. It decides and marks the session
+// closing at once, so that a POST cannot slip in between.
 func (ss *stdioSession) idleExpired() {
 	ss.mu.Lock()
-	busy := ss.active > 0 || ss.closing
-	ss.mu.Unlock()
-	if !busy {
-		ss.close(closeIdle, "")
+	if ss.active > 0 || ss.closing {
+		ss.mu.Unlock()
+		return
 	}
+	// A timer that fired just before a POST came and went is stale.
+	if left := ss.idleTimeoutLocked() - time.Since(ss.idleSince); left > 0 {
+		ss.idle.Reset(left)
+		ss.mu.Unlock()
+		return
+	}
+	calls, get := ss.markClosingLocked()
+	ss.mu.Unlock()
+	ss.finish(closeIdle, "", calls, get)
 }
 
 // post hands a client's message to the process. A request's answer and
 // the messages that belong to it stream back as SSE events; post returns
 // that answer, or nil if the client left or the session ended first.
 func (ss *stdioSession) post(w http.ResponseWriter, r *http.Request, msg *message) *message {
-	if !ss.enter() {
+	if !ss.enter(msg) {
 		writeSessionGone(w, r, msg.id)
 		return nil
 	}
 	defer ss.leave()
 	if !msg.isRequest() {
-		if err := ss.proc.write(msg.raw); err != nil {
-			writeSessionGone(w, r, msg.id)
-			return nil
-		}
-		w.WriteHeader(http.StatusAccepted)
+		ss.postNotification(w, r, msg)
 		return nil
 	}
 	c, err := ss.begin(msg)
@@ -168,9 +201,16 @@ func (ss *stdioSession) post(w http.ResponseWriter, r *http.Request, msg *messag
 		writeRPCError(w, r, http.StatusBadRequest, msg.id, mcp.CodeInvalidRequest, err.Error())
 		return nil
 	}
-	// A failed write means the process is gone; its exit ends the call
-	// with an error, which the stream below delivers.
-	if err := ss.proc.write(msg.raw); err != nil {
+	switch err := ss.send(r.Context(), msg.raw); {
+	case err == nil:
+	case errors.Is(err, errStdinBroken):
+		// The session's end answers the call.
+	case r.Context().Err() != nil:
+		ss.end(c)
+		return nil
+	default:
+		// The process is gone; its exit ends the call with an error,
+		// which the stream below delivers.
 		ss.logger.Debug("stdio request not delivered", logkey.Error, err)
 	}
 	if msg.method == "initialize" && ss.id != "" {
@@ -180,22 +220,77 @@ func (ss *stdioSession) post(w http.ResponseWriter, r *http.Request, msg *messag
 	return c.st.serve(w, r, false, newProtocol)
 }
 
+// postNotification hands a notification or a response to the process.
+func (ss *stdioSession) postNotification(w http.ResponseWriter, r *http.Request, msg *message) {
+	err := ss.send(r.Context(), msg.raw)
+	switch {
+	case err == nil:
+		w.WriteHeader(http.StatusAccepted)
+	case errors.Is(err, errStdinBroken):
+		writeRPCError(w, r, http.StatusBadGateway, nil, mcp.CodeUpstreamFailed,
+			ss.reason(closeStuck, err.Error()))
+	case r.Context().Err() != nil:
+	default:
+		writeSessionGone(w, r, nil)
+	}
+}
+
+// send writes msg to the process. A write that leaves stdin unusable
+// ends the session.
+func (ss *stdioSession) send(ctx context.Context, msg []byte) error {
+	err := ss.proc.write(ctx, msg, ss.srv.writeTimeout)
+	if errors.Is(err, errStdinBroken) {
+		go ss.close(closeStuck, err.Error())
+	}
+	return err
+}
+
+// reply queues an answer of the bridge's own to the process; it never
+// waits.
+func (ss *stdioSession) reply(msg []byte) {
+	select {
+	case ss.replies <- msg:
+	default:
+		ss.logger.Warn("stdio answer dropped: the process does not read its stdin")
+	}
+}
+
+// writeReplies writes the queued answers until the session has ended.
+func (ss *stdioSession) writeReplies() {
+	for {
+		select {
+		case msg := <-ss.replies:
+			if err := ss.send(context.Background(), msg); err != nil {
+				ss.logger.Debug("stdio answer not delivered", logkey.Error, err)
+			}
+		case <-ss.done:
+			return
+		}
+	}
+}
+
 // begin registers a request, so that its answer finds its stream.
 func (ss *stdioSession) begin(msg *message) (*call, error) {
 	key := idKey(msg.id)
 	if key == "" {
 		return nil, fmt.Errorf("request id %s is neither a string nor a number", msg.id)
 	}
+	token := msg.progressToken()
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.closing {
-		return nil, fmt.Errorf("the session is ending")
+		return nil, errors.New("the session is ending")
 	}
 	if ss.calls[key] != nil {
 		return nil, fmt.Errorf("request id %s is already in flight in this session", msg.id)
 	}
+	// Progress notifications name only their token: two requests with
+	// one token could not tell theirs apart.
+	if token != "" && ss.progress[token] != nil {
+		return nil, errors.New("the progress token of this request is already in use by another request in flight in this session")
+	}
 	ss.seq++
-	c := &call{id: msg.id, seq: ss.seq, token: msg.progressToken(), st: newSSEStream()}
+	c := &call{id: msg.id, seq: ss.seq, token: token, st: newSSEStream()}
 	ss.calls[key] = c
 	if c.token != "" {
 		ss.progress[c.token] = c
@@ -203,25 +298,45 @@ func (ss *stdioSession) begin(msg *message) (*call, error) {
 	return c, nil
 }
 
-// handshake initializes the process on behalf of a client that sent a
-// request without a session: initialize with the client's revision (or
-// protocolInitialize for 2026-07-28 and later), then
-// notifications/initialized (MCP 2025-11-25, lifecycle).
-func (ss *stdioSession) handshake(ctx context.Context, req *message, version string) error {
-	if version == "" || version >= protocolStateless {
-		version = protocolInitialize
+// end forgets a call that will get no answer.
+func (ss *stdioSession) end(c *call) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.forgetLocked(idKey(c.id), c)
+}
+
+// forgetLocked removes call c, known by key, if it is still registered.
+func (ss *stdioSession) forgetLocked(key string, c *call) {
+	if ss.calls[key] == c {
+		delete(ss.calls, key)
 	}
-	clientInfo := req.meta("io.modelcontextprotocol/clientInfo")
+	if c.token != "" && ss.progress[c.token] == c {
+		delete(ss.progress, c.token)
+	}
+}
+
+// handshake initializes the process on behalf of a client that sent a
+// request without a session (MCP 2026-07-28): initialize with
+// protocolInitialize and the client's capabilities and info from the
+// request's _meta, then notifications/initialized (MCP 2025-11-25,
+// lifecycle).
+func (ss *stdioSession) handshake(ctx context.Context, req *message) error {
+	clientInfo := req.meta(metaClientInfo)
 	if clientInfo == nil {
 		clientInfo, _ = json.Marshal(map[string]string{"name": "airlock-connector", "version": Software})
 	}
+	caps := req.meta(metaClientCapabilities)
+	if len(caps) == 0 || caps[0] != '{' {
+		caps = json.RawMessage(`{}`)
+	}
 	params, _ := json.Marshal(map[string]any{
-		"protocolVersion": version,
-		"capabilities":    map[string]any{},
+		"protocolVersion": protocolInitialize,
+		"capabilities":    caps,
 		"clientInfo":      clientInfo,
 	})
 	init := &message{
-		raw:    fmt.Appendf(nil, `{"jsonrpc":"2.0","id":"airlock-initialize","method":"initialize","params":%s}`, params),
+		raw: fmt.Appendf(nil,
+			`{"jsonrpc":"2.0","id":"airlock-initialize","method":"initialize","params":%s}`, params),
 		id:     json.RawMessage(`"airlock-initialize"`),
 		method: "initialize",
 	}
@@ -229,7 +344,8 @@ func (ss *stdioSession) handshake(ctx context.Context, req *message, version str
 	if err != nil {
 		return err
 	}
-	if err := ss.proc.write(init.raw); err != nil {
+	defer ss.end(c)
+	if err := ss.send(ctx, init.raw); err != nil {
 		return err
 	}
 	answer, err := c.st.await(ctx)
@@ -239,7 +355,7 @@ func (ss *stdioSession) handshake(ctx context.Context, req *message, version str
 	if answer.isError() {
 		return fmt.Errorf("initialize failed: %s", answer.errorMessage())
 	}
-	return ss.proc.write([]byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`))
+	return ss.send(ctx, []byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`))
 }
 
 // serveGET streams the messages that belong to no request.
@@ -284,32 +400,33 @@ func (ss *stdioSession) pump() {
 	ss.close(closeCrashed, ss.proc.status)
 }
 
-// route delivers one message of the process.
+// route delivers one message of the process. It never waits for the
+// process's stdin, which the process may not be reading while it waits
+// to write more on stdout.
 func (ss *stdioSession) route(line []byte) {
 	msg, err := parseMessage(line)
 	if err != nil {
-		ss.logger.Warn("stdio server wrote a line that is not a JSON-RPC message, skipped", logkey.Error, err)
+		ss.logger.Warn("stdio server wrote a line that is not a JSON-RPC message, skipped",
+			logkey.Error, err)
 		return
 	}
 	ss.mu.Lock()
 	target, final := ss.targetLocked(msg)
 	ss.mu.Unlock()
 
+	delivered := target != nil && target.push(msg.raw, final)
 	switch {
-	case target != nil:
-		if !target.push(msg.raw, final) {
-			ss.logger.Debug("stdio message dropped: its stream is gone")
-		}
+	case delivered:
 	case msg.isRequest():
-		// Nobody could answer; say so at once rather than let the
+		// Nobody will answer; say so at once rather than let the
 		// process wait.
 		reason := "no client stream is open to carry this request"
 		if ss.id == "" {
 			reason = "the client sent a request without a session, so it cannot answer requests"
 		}
-		if err := ss.proc.write(mcp.ErrorBody(msg.id, codeInternalError, reason, nil)); err != nil {
-			ss.logger.Debug("answering the stdio server failed", logkey.Error, err)
-		}
+		ss.reply(mcp.ErrorBody(msg.id, mcp.CodeInternalError, reason, nil))
+	case target != nil:
+		ss.logger.Debug("stdio message dropped: its stream is gone")
 	default:
 		ss.logger.Debug("stdio message dropped: no stream to carry it", logkey.MCPMethod, msg.method)
 	}
@@ -319,14 +436,12 @@ func (ss *stdioSession) route(line []byte) {
 // whether it is that stream's last.
 func (ss *stdioSession) targetLocked(msg *message) (*sseStream, bool) {
 	if msg.isResponse() {
-		c := ss.calls[idKey(msg.id)]
+		key := idKey(msg.id)
+		c := ss.calls[key]
 		if c == nil {
 			return nil, false
 		}
-		delete(ss.calls, idKey(msg.id))
-		if c.token != "" {
-			delete(ss.progress, c.token)
-		}
+		ss.forgetLocked(key, c)
 		return c.st, true
 	}
 	if msg.method == "notifications/progress" {
@@ -376,18 +491,36 @@ func (ss *stdioSession) close(kind closeKind, detail string) {
 		<-ss.done
 		return
 	}
+	calls, get := ss.markClosingLocked()
+	ss.mu.Unlock()
+	ss.finish(kind, detail, calls, get)
+}
+
+// markClosingLocked marks the session closing and takes its calls and
+// its GET stream, which finish then ends.
+func (ss *stdioSession) markClosingLocked() (map[string]*call, *sseStream) {
 	ss.closing = true
 	calls, get := ss.calls, ss.get
 	ss.calls, ss.progress, ss.get = map[string]*call{}, map[string]*call{}, nil
 	if ss.idle != nil {
 		ss.idle.Stop()
 	}
-	ss.mu.Unlock()
+	return calls, get
+}
 
+// finish does the work of close for the caller that marked the session
+// closing.
+func (ss *stdioSession) finish(
+	kind closeKind,
+	detail string,
+	calls map[string]*call,
+	get *sseStream,
+) {
 	ss.srv.forget(ss)
 	why := ss.reason(kind, detail)
-	if kind == closeCrashed || kind == closeBroken {
-		ss.logger.Warn("stdio process ended the session", logkey.ExitStatus, detail, logkey.Reason, why)
+	if kind == closeCrashed || kind == closeBroken || kind == closeStuck {
+		ss.logger.Warn("stdio process ended the session",
+			logkey.ExitStatus, detail, logkey.Reason, why)
 	}
 	for _, c := range calls {
 		c.st.push(mcp.ErrorBody(c.id, mcp.CodeUpstreamFailed, why, nil), true)
@@ -403,7 +536,7 @@ func (ss *stdioSession) close(kind closeKind, detail string) {
 	close(ss.done)
 
 	switch kind {
-	case closeCrashed, closeBroken:
+	case closeCrashed, closeBroken, closeStuck:
 	case closeDone:
 		ss.logger.Debug("stdio process stopped", logkey.ExitStatus, ss.proc.status)
 	default:
@@ -438,13 +571,20 @@ func (ss *stdioSession) reason(kind closeKind, detail string) string {
 	name := ss.srv.res.Name
 	switch kind {
 	case closeCrashed:
-		return fmt.Sprintf("the process of resource %s exited (%s); the session is gone, start a new one", name, detail)
+		return fmt.Sprintf("the process of resource %s exited (%s); the session is gone, start a new one",
+			name, detail)
 	case closeBroken:
-		return fmt.Sprintf("the process of resource %s broke the MCP stdio protocol (%s) and was stopped", name, detail)
+		return fmt.Sprintf("the process of resource %s broke the MCP stdio protocol (%s) and was stopped",
+			name, detail)
+	case closeStuck:
+		return fmt.Sprintf("the process of resource %s stopped taking messages on stdin (%s) and was stopped",
+			name, detail)
 	case closeIdle:
-		return fmt.Sprintf("the session of resource %s was idle for %s and was closed", name, ss.srv.res.IdleTimeout)
+		return fmt.Sprintf("the session of resource %s was idle for %s and was closed",
+			name, ss.idleTimeoutLocked())
 	case closeShutdown:
-		return fmt.Sprintf("connector %s is stopping, so the process of resource %s was stopped", ss.srv.connector, name)
+		return fmt.Sprintf("connector %s is stopping, so the process of resource %s was stopped",
+			ss.srv.connector, name)
 	case closeDeleted:
 		return fmt.Sprintf("the session of resource %s was closed by the client", name)
 	}
@@ -539,7 +679,11 @@ func (st *sseStream) await(ctx context.Context) (*message, error) {
 // does, so that on MCP 2026-07-28 (newProtocol) an answer that is only
 // an error such as method-not-found goes out as plain JSON with its HTTP
 // status (SEP-2575). A GET stream (standalone) starts at once.
-func (st *sseStream) serve(w http.ResponseWriter, r *http.Request, standalone, newProtocol bool) *message {
+func (st *sseStream) serve(
+	w http.ResponseWriter,
+	r *http.Request,
+	standalone, newProtocol bool,
+) *message {
 	defer st.leave()
 	rc := http.NewResponseController(w)
 	started := false
@@ -555,10 +699,13 @@ func (st *sseStream) serve(w http.ResponseWriter, r *http.Request, standalone, n
 		if final && len(msgs) > 0 {
 			last, _ = parseMessage(msgs[len(msgs)-1])
 		}
-		plainError := final && len(msgs) == 1 && newProtocol && last != nil && errorStatus[last.errorCode()] != 0
-		if !started && plainError {
+		var status int
+		if final && len(msgs) == 1 && newProtocol && last != nil {
+			status = errorStatus[last.errorCode()]
+		}
+		if !started && status != 0 {
 			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(errorStatus[last.errorCode()])
+			w.WriteHeader(status)
 			w.Write(msgs[0])
 			return last
 		}
