@@ -141,11 +141,12 @@ func (s *session) hello(ctx context.Context) error {
 	}
 	sort.Strings(names)
 	hello := &tunnel.Hello{
-		Version:   tunnel.Version,
-		Name:      s.c.cfg.Name,
-		Instance:  s.c.instance,
-		Resources: names,
-		Software:  Software,
+		Version:         tunnel.Version,
+		Name:            s.c.cfg.Name,
+		Instance:        s.c.instance,
+		Resources:       names,
+		Software:        Software,
+		HeartbeatMillis: tunnel.HeartbeatInterval(s.c.cfg.QUIC.KeepAlive).Milliseconds(),
 	}
 	if err := s.writeControl(&tunnel.Message{Type: tunnel.TypeHello, Hello: hello}); err != nil {
 		return err

@@ -22,6 +22,7 @@ type link struct {
 	resources []string
 	remote    string
 	software  string
+	heartbeat time.Duration // how often the connector sends heartbeats; 0 if it does not say
 	since     time.Time
 	notAfter  time.Time
 	identity  certs.Identity

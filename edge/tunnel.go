@@ -170,6 +170,7 @@ func (e *Edge) admit(conn *quic.Conn, h *tunnel.Hello) (*link, error) {
 		resources: h.Resources,
 		remote:    conn.RemoteAddr().String(),
 		software:  h.Software,
+		heartbeat: time.Duration(h.HeartbeatMillis) * time.Millisecond,
 		since:     time.Now(),
 		notAfter:  leaf.NotAfter,
 		identity:  id,
@@ -197,10 +198,23 @@ func (e *Edge) refuse(conn *quic.Conn, ctrl *quic.Stream, err error, logger *slo
 
 // readControl handles what a connector sends after its hello: heartbeats,
 // drain, or the end of the stream.
+// A connector that announced a heartbeat interval and then stays silent
+// for tunnel.SilenceLimit of it is cut off: a silent partition.
 func (e *Edge) readControl(ctrl *quic.Stream, l *link, logger *slog.Logger) {
 	for {
+		if l.heartbeat > 0 {
+			ctrl.SetReadDeadline(time.Now().Add(tunnel.SilenceLimit(l.heartbeat)))
+		}
 		var m tunnel.Message
 		if err := tunnel.ReadFrame(ctrl, &m); err != nil {
+			var timeout interface{ Timeout() bool }
+			if errors.As(err, &timeout) && timeout.Timeout() && l.conn.Context().Err() == nil {
+				silence := tunnel.SilenceLimit(l.heartbeat)
+				logger.Warn("connector silent, closing tunnel", logkey.Duration, silence)
+				l.conn.CloseWithError(tunnel.CodeProtocol,
+					fmt.Sprintf("no heartbeat for %s", silence))
+				return
+			}
 			if l.conn.Context().Err() == nil {
 				logger.Warn("control stream broken, closing tunnel", logkey.Error, err)
 				l.conn.CloseWithError(tunnel.CodeProtocol, "control stream broken")

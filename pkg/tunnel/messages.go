@@ -77,6 +77,12 @@ type Hello struct {
 	Resources []string `json:"resources"`
 	// Software names the connector build, for operators.
 	Software string `json:"software,omitempty"`
+	// HeartbeatMillis is how often the connector sends heartbeats. The
+	// edge closes a tunnel that stays silent for [SilenceLimit] of it:
+	// a partitioned connector is dropped in seconds, not after QUIC's
+	// idle timeout (which quic-go keeps at 5 s or more). Zero (an older
+	// connector) leaves it to the idle timeout.
+	HeartbeatMillis int64 `json:"heartbeat_ms,omitempty"`
 }
 
 // Validate reports every problem with the hello at once.
@@ -145,6 +151,13 @@ var HeartbeatPad = strings.Repeat("-", 64)
 // noticed within about half a keep-alive.
 func HeartbeatInterval(keepAlive time.Duration) time.Duration {
 	return max(keepAlive/2, 100*time.Millisecond)
+}
+
+// SilenceLimit is how long an edge waits for the next heartbeat of a
+// connector that sends one every interval before it drops the tunnel:
+// six intervals, so that a few lost datagrams never drop a live tunnel.
+func SilenceLimit(interval time.Duration) time.Duration {
+	return 6 * interval
 }
 
 // StreamHeader opens every request stream.

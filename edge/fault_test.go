@@ -1,0 +1,109 @@
+package edge_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/airlockhq/airlock/connector"
+	"github.com/airlockhq/airlock/edge"
+	"github.com/airlockhq/airlock/internal/faultnet"
+)
+
+// faultyTunnel starts an edge serving "demo" through one connector whose
+// QUIC traffic goes through a fault proxy.
+func faultyTunnel(t *testing.T, seed uint64) (*env, *edge.Edge, *faultnet.UDPProxy, *upstream) {
+	t.Helper()
+	v := newEnv(t)
+	e := v.startEdge([]edge.Resource{{Name: "demo", Connectors: []string{"c1"}}}, nil)
+	p, err := faultnet.NewUDPProxy(e.TunnelAddr().String(), seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	up := v.startUpstream(true) // stateless: every echo stands alone
+	v.startConnector(e, "c1", []connector.Resource{{Name: "demo", URL: up.url}}, func(c *connector.Config) {
+		c.Edges = []string{p.Addr()}
+		c.ServerName = "127.0.0.1"
+	})
+	return v, e, p, up
+}
+
+// TestFaultPacketLoss: with 5 % of the tunnel's datagrams lost each way,
+// at least 99.9 % of the requests succeed (QUIC retransmits; the agent
+// sees nothing of it).
+func TestFaultPacketLoss(t *testing.T) {
+	v, e, p, _ := faultyTunnel(t, 7)
+	p.Set(faultnet.Up, faultnet.Faults{Drop: 0.05})
+	p.Set(faultnet.Down, faultnet.Faults{Drop: 0.05})
+	client := httpClient(t, v.agentTLS("alice"))
+	lr := startLoad(t, client, mcpURL(e, "demo"), 8)
+	lr.awaitMore(t, 1000)
+	results := lr.all()
+	failed := 0
+	for _, r := range results {
+		if !r.ok() {
+			failed++
+			t.Logf("failed: status %d code %d err %v", r.status, r.code, r.err)
+		}
+	}
+	_, droppedUp := p.Counts(faultnet.Up)
+	_, droppedDown := p.Counts(faultnet.Down)
+	t.Logf("%d requests, %d failed; datagrams dropped: %d up, %d down",
+		len(results), failed, droppedUp, droppedDown)
+	if droppedUp == 0 || droppedDown == 0 {
+		t.Fatal("the proxy dropped nothing: the test did not test loss")
+	}
+	if failed*1000 > len(results) {
+		t.Errorf("%d of %d requests failed with 5%% loss; at most 0.1%% may", failed, len(results))
+	}
+}
+
+// TestFaultBlackout: a 2 s blackout of the tunnel, shorter than its idle
+// timeout, loses nothing: requests made during it wait and then succeed.
+func TestFaultBlackout(t *testing.T) {
+	v, e, p, _ := faultyTunnel(t, 8)
+	client := httpClient(t, v.agentTLS("alice"))
+	lr := startLoad(t, client, mcpURL(e, "demo"), 4)
+	lr.awaitMore(t, 50)
+	p.Blackout(2 * time.Second)
+	start := time.Now()
+	waitFor(t, "the blackout to end", func() bool { return time.Since(start) > 2*time.Second })
+	lr.awaitMore(t, 200)
+	results := lr.all()
+	held := 0
+	for _, r := range results {
+		if !r.ok() {
+			t.Errorf("request failed across the blackout: status %d code %d err %v",
+				r.status, r.code, r.err)
+		}
+		// In flight across most of the blackout: it waited and got through.
+		if r.start.Before(start.Add(time.Second)) && r.end.After(start.Add(1500*time.Millisecond)) {
+			held++
+		}
+	}
+	if held == 0 {
+		t.Error("no request was in flight across the blackout: the test tested nothing")
+	}
+	if !hasTunnel(e, "c1") {
+		t.Error("the tunnel did not survive a 2 s blackout")
+	}
+	t.Logf("%d requests, %d of them held by the blackout and answered after it", len(results), held)
+}
+
+// TestFaultSilentPartition: when the tunnel goes silent for good (no
+// close, no reset: a cut cable), the edge drops the connector within 5 s:
+// it misses six of the connector's heartbeats (3 s at the default
+// keep-alive), well before QUIC's idle timeout would end the connection.
+func TestFaultSilentPartition(t *testing.T) {
+	_, e, p, _ := faultyTunnel(t, 9)
+	p.Blackout(time.Hour)
+	cut := time.Now()
+	waitFor(t, "the edge to notice the partition", func() bool { return !hasTunnel(e, "c1") })
+	took := time.Since(cut)
+	t.Logf("partition noticed after %v", took.Round(time.Millisecond))
+	// The silence limit is 3 s; the figure, 5 s, leaves room for
+	// a busy machine.
+	if took > 5*time.Second {
+		t.Errorf("the partition was noticed after %v; want within 5 s", took)
+	}
+}
