@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/airlock
 
-.PHONY: build run test bench fuzz conformance vet clean
+.PHONY: build run test bench fuzz conformance soak vet clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/airlock
@@ -37,6 +37,14 @@ fuzz:
 # Node 22 and the pinned suites with npm into the user cache folder.
 conformance:
 	$(GO) run ./internal/conformance
+
+# 64 agents through two connectors for SOAK (default 60s), with the race
+# detector: lost, duplicated, misrouted and wrongly decided requests are
+# counted, and must all be zero.
+SOAK ?= 60s
+soak:
+	@$(GO) test -race -run '^TestSoak$$' -count=1 -timeout 0 -v ./edge/ -args -soak=$(SOAK) > soak.log 2>&1; \
+		status=$$?; grep -E '^(soak:|---|ok|FAIL)|soak_test' soak.log; rm -f soak.log; exit $$status
 
 clean:
 	rm -rf bin

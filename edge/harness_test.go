@@ -313,6 +313,9 @@ type lenientTokens struct {
 	base   http.RoundTripper
 }
 
+// CloseIdleConnections closes the idle connections of the transport.
+func (l lenientTokens) CloseIdleConnections() { l.tokens.CloseIdleConnections() }
+
 func (l lenientTokens) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := l.tokens.RoundTrip(req)
 	var refused *token.FetchError

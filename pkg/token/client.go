@@ -212,6 +212,18 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return t.Base.RoundTrip(again)
 }
 
+// CloseIdleConnections closes the idle connections of Base and of the
+// token client, when they have any to close.
+func (t *Transport) CloseIdleConnections() {
+	type idleCloser interface{ CloseIdleConnections() }
+	if c, ok := t.Base.(idleCloser); ok {
+		c.CloseIdleConnections()
+	}
+	if t.Client != nil {
+		t.Client.CloseIdleConnections()
+	}
+}
+
 // forget drops the cached token of resource.
 func (t *Transport) forget(resource string) {
 	t.mu.Lock()
