@@ -75,7 +75,9 @@ type Resource struct {
 
 	// Command is the program of a stdio MCP server: an absolute path, a
 	// path relative to the config file's folder, or a name found in PATH
-	// when the config is loaded. The connector starts one process per MCP
+	// when the config is loaded ([LoadConfig] stores the absolute path it
+	// found). The process runs as the connector's user, with the
+	// connector's rights. The connector starts one process per MCP
 	// session (on initialize) and one per request that comes without a
 	// session (stateless MCP 2026-07-28 traffic).
 	Command string `yaml:"command"`
@@ -90,11 +92,12 @@ type Resource struct {
 	Dir string `yaml:"dir"`
 	// MaxProcesses caps the processes of this resource running at once;
 	// an initialize (or a stateless request) over the cap is refused with
-	// HTTP 503. Default 16.
+	// HTTP 503 and Retry-After. Default 16.
 	MaxProcesses int `yaml:"max_processes"`
 	// IdleTimeout stops a session's process once the session has had no
-	// POST in flight for this long (an open GET stream does not count).
-	// Default 10m.
+	// POST in flight for this long (an open GET stream does not count);
+	// until the session's first request after initialize, at most 1m
+	// applies. Default 10m.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
@@ -149,11 +152,10 @@ func LoadConfig(file string, overrides ...func(*Config)) (Config, error) {
 		r := &c.Resources[i]
 		r.CAFile = config.Resolve(file, r.CAFile)
 		r.Dir = config.Resolve(file, r.Dir)
-		// A bare name is looked up in PATH; a relative path is relative
-		// to the config file, like every other path in it.
-		if strings.ContainsRune(r.Command, filepath.Separator) {
-			r.Command = config.Resolve(file, r.Command)
-		}
+		// A bare name is looked up in PATH now, so that what runs does not
+		// change with the connector's PATH later; a relative path is
+		// relative to the config file, like every other path in it.
+		r.Command = resolveCommand(file, r.Command)
 	}
 	for _, o := range overrides {
 		o(&c)
@@ -163,6 +165,27 @@ func LoadConfig(file string, overrides ...func(*Config)) (Config, error) {
 		return Config{}, fmt.Errorf("config %s: %w", file, err)
 	}
 	return c, nil
+}
+
+// resolveCommand returns the absolute path of a command named in the
+// config file: a path is resolved against the file's folder, a bare
+// name is looked up in PATH. A name not found stays as it is, for
+// Validate to report.
+func resolveCommand(file, command string) string {
+	if command == "" {
+		return ""
+	}
+	if strings.ContainsRune(command, filepath.Separator) {
+		return config.Resolve(file, command)
+	}
+	found, err := exec.LookPath(command)
+	if err != nil {
+		return command
+	}
+	if abs, err := filepath.Abs(found); err == nil {
+		return abs
+	}
+	return command
 }
 
 // WithDefaults returns c with every zero field set to its default.

@@ -2,6 +2,7 @@ package connector
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -325,6 +326,10 @@ resources:
 	if err != nil {
 		t.Fatalf("LoadConfig() = %v, want nil", err)
 	}
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := []Resource{
 		{
 			Name:         "files",
@@ -335,7 +340,8 @@ resources:
 			MaxProcesses: DefaultMaxProcesses,
 			IdleTimeout:  DefaultIdleTimeout,
 		},
-		{Name: "shell", Command: "sh", MaxProcesses: 3, IdleTimeout: 30 * time.Second},
+		// The name found in PATH is stored as the path it was found at.
+		{Name: "shell", Command: sh, MaxProcesses: 3, IdleTimeout: 30 * time.Second},
 	}
 	if diff := cmp.Diff(want, got.Resources); diff != "" {
 		t.Errorf("LoadConfig().Resources mismatch (-want +got):\n%s", diff)

@@ -1,6 +1,8 @@
 package connector
 
 import (
+	"cmp"
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -9,8 +11,10 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/airlockhq/airlock/pkg/logkey"
 	"github.com/airlockhq/airlock/pkg/mcp"
@@ -30,6 +34,21 @@ var (
 	errStopping   = errors.New("connector stopping")
 )
 
+const (
+	// stdinTimeout bounds one write to a process's stdin; a process that
+	// takes nothing for this long is stopped.
+	stdinTimeout = 10 * time.Second
+	// initTimeout bounds the initialize the bridge sends on behalf of a
+	// request without a session.
+	initTimeout = 10 * time.Second
+	// firstRequestTimeout is the idle timeout of a session until its
+	// first request after initialize, if idle_timeout is longer.
+	firstRequestTimeout = time.Minute
+	// retryAfter is the Retry-After of a request refused over the
+	// process cap, in seconds.
+	retryAfter = "5"
+)
+
 // stdioServer bridges one command resource to Streamable HTTP. Every MCP
 // session gets a process of its own, started on initialize; a request
 // without a session (stateless MCP 2026-07-28 traffic) gets a process
@@ -46,6 +65,12 @@ type stdioServer struct {
 	listener  *pipeListener
 	srv       *http.Server
 	served    chan struct{}
+
+	// writeTimeout, initTimeout and firstRequestTimeout are stdinTimeout,
+	// initTimeout and firstRequestTimeout; tests shorten them.
+	writeTimeout        time.Duration
+	initTimeout         time.Duration
+	firstRequestTimeout time.Duration
 
 	// running counts processes that have not been reaped yet.
 	running sync.WaitGroup
@@ -68,8 +93,15 @@ func newStdioServer(res Resource, connector string, logger *slog.Logger) *stdioS
 		served:    make(chan struct{}),
 		sessions:  map[*stdioSession]struct{}{},
 		byID:      map[string]*stdioSession{},
+
+		writeTimeout:        stdinTimeout,
+		initTimeout:         initTimeout,
+		firstRequestTimeout: firstRequestTimeout,
 	}
-	s.srv = &http.Server{Handler: s, ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug)}
+	s.srv = &http.Server{
+		Handler:  s,
+		ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
+	}
 	return s
 }
 
@@ -140,12 +172,17 @@ func (s *stdioServer) servePOST(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		writeRPCError(w, r, http.StatusBadRequest, nil, mcp.CodeInvalidRequest, "reading the request body failed")
+		writeRPCError(w, r, http.StatusBadRequest, nil, mcp.CodeInvalidRequest,
+			"reading the request body: "+err.Error())
 		return
 	}
 	msg, err := parseMessage(body)
 	if err != nil {
-		writeRPCError(w, r, http.StatusBadRequest, nil, mcp.CodeParseError, err.Error())
+		code := mcp.CodeInvalidRequest
+		if errors.Is(err, errNotJSON) {
+			code = mcp.CodeParseError
+		}
+		writeRPCError(w, r, http.StatusBadRequest, nil, code, err.Error())
 		return
 	}
 
@@ -162,7 +199,9 @@ func (s *stdioServer) servePOST(w http.ResponseWriter, r *http.Request) {
 	case msg.isRequest() && msg.method == "initialize":
 		s.serveInitialize(w, r, msg)
 	case msg.isRequest():
-		s.serveOnce(w, r, msg)
+		if s.checkStateless(w, r, msg) {
+			s.serveOnce(w, r, msg)
+		}
 	default:
 		// Without a session there is no process the message is for.
 		w.WriteHeader(http.StatusAccepted)
@@ -193,13 +232,48 @@ func (s *stdioServer) serveOnce(w http.ResponseWriter, r *http.Request, msg *mes
 		return
 	}
 	defer ss.close(closeDone, "")
-	if err := ss.handshake(r.Context(), msg, r.Header.Get(headerVersion)); err != nil {
+	ctx, cancel := context.WithTimeoutCause(r.Context(), s.initTimeout,
+		fmt.Errorf("the process did not answer initialize within %s", s.initTimeout))
+	defer cancel()
+	if err := ss.handshake(ctx, msg); err != nil {
+		if cause := context.Cause(ctx); cause != nil && r.Context().Err() == nil {
+			err = cause
+		}
 		ss.logger.Warn("stdio server initialization failed", logkey.Error, err)
 		writeRPCError(w, r, http.StatusBadGateway, msg.id, mcp.CodeUpstreamFailed,
-			fmt.Sprintf("connector %s could not initialize the process of resource %s: %v", s.connector, s.res.Name, err))
+			fmt.Sprintf("connector %s could not initialize the process of resource %s: %v",
+				s.connector, s.res.Name, err))
 		return
 	}
 	ss.post(w, r, msg)
+}
+
+// checkStateless reports whether a request without a session may have
+// a process of its own: only on MCP 2026-07-28 and later, named by the
+// Mcp-Protocol-Version header or the request's
+// params._meta["io.modelcontextprotocol/protocolVersion"] (SEP-2575).
+// Earlier revisions need a session; when it returns false it has
+// answered the request.
+func (s *stdioServer) checkStateless(w http.ResponseWriter, r *http.Request, msg *message) bool {
+	header, meta := r.Header.Get(headerVersion), msg.protocolVersion()
+	version := cmp.Or(header, meta)
+	switch {
+	case header != "" && meta != "" && header != meta:
+		writeRPCError(w, r, http.StatusBadRequest, msg.id, mcp.CodeHeaderMismatch,
+			fmt.Sprintf("the Mcp-Protocol-Version header %q and params._meta[%q] %q disagree",
+				header, metaProtocolVersion, meta))
+		return false
+	case version != "" && !slices.Contains(knownRevisions, version):
+		writeRPCError(w, r, http.StatusBadRequest, msg.id, mcp.CodeUnsupportedVersion,
+			fmt.Sprintf("protocol version %q is not supported; supported: %s",
+				version, strings.Join(knownRevisions, ", ")))
+		return false
+	case version < protocolStateless:
+		writeRPCError(w, r, http.StatusBadRequest, msg.id, mcp.CodeInvalidRequest,
+			"Mcp-Session-Id required: send initialize first")
+		return false
+	}
+	return true
 }
 
 // open starts a process and its session (with the session ID id, or none
@@ -214,7 +288,9 @@ func (s *stdioServer) open(
 	ss, err := s.startSession(id)
 	switch {
 	case errors.Is(err, errAtCapacity):
-		s.logger.Warn("stdio process cap reached, request refused", "max_processes", s.res.MaxProcesses)
+		s.logger.Warn("stdio process cap reached, request refused",
+			logkey.MaxProcesses, s.res.MaxProcesses)
+		w.Header().Set("Retry-After", retryAfter)
 		writeRPCError(w, r, http.StatusServiceUnavailable, msg.id, mcp.CodeUpstreamFailed,
 			fmt.Sprintf("resource %s already runs its maximum of %d processes (max_processes of connector %s); retry once a session has ended",
 				s.res.Name, s.res.MaxProcesses, s.connector))
@@ -226,7 +302,8 @@ func (s *stdioServer) open(
 	case err != nil:
 		s.logger.Error("stdio server did not start", logkey.Error, err)
 		writeRPCError(w, r, http.StatusBadGateway, msg.id, mcp.CodeUpstreamFailed,
-			fmt.Sprintf("connector %s could not start the process of resource %s; its log says why", s.connector, s.res.Name))
+			fmt.Sprintf("connector %s could not start the process of resource %s; its log says why",
+				s.connector, s.res.Name))
 		return nil, false
 	}
 	return ss, true
@@ -262,7 +339,8 @@ func (s *stdioServer) startSession(id string) (*stdioSession, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		p.stop()
+		// Nobody reads its stdout yet.
+		p.abandon()
 		return nil, errStopping
 	}
 	s.sessions[ss] = struct{}{}
@@ -272,6 +350,7 @@ func (s *stdioServer) startSession(id string) (*stdioSession, error) {
 	s.mu.Unlock()
 	ss.logger.Debug("stdio process started")
 	go ss.pump()
+	go ss.writeReplies()
 	return ss, nil
 }
 

@@ -1,6 +1,7 @@
 package connector
 
 import (
+	"errors"
 	"testing"
 )
 
@@ -70,19 +71,51 @@ func TestParseMessageRefuses(t *testing.T) {
 }
 
 func TestIDKey(t *testing.T) {
-	tests := []struct{ a, b string }{
-		{`1`, `1.0`},
+	same := []struct{ a, b string }{
 		{`"a\u00e9"`, `"aé"`},
+		{`-0`, `0`},
 	}
-	for _, tt := range tests {
+	for _, tt := range same {
 		if ka, kb := idKey([]byte(tt.a)), idKey([]byte(tt.b)); ka != kb || ka == "" {
 			t.Errorf("idKey(%s) = %q, idKey(%s) = %q; want equal keys", tt.a, ka, tt.b, kb)
 		}
 	}
-	if idKey([]byte(`1`)) == idKey([]byte(`"1"`)) {
-		t.Error("idKey gives the number 1 and the string \"1\" the same key")
+	distinct := []struct{ a, b string }{
+		{`1`, `"1"`},
+		// Beyond 2^53 a float64 would give both the same key.
+		{`9007199254740993`, `9007199254740992`},
+		{`-9223372036854775809`, `-9223372036854775808`},
+		// Spelled differently: kept apart rather than guessed equal.
+		{`1`, `1.0`},
 	}
-	if k := idKey([]byte(`null`)); k != "" {
-		t.Errorf("idKey(null) = %q, want none", k)
+	for _, tt := range distinct {
+		if ka, kb := idKey([]byte(tt.a)), idKey([]byte(tt.b)); ka == kb {
+			t.Errorf("idKey(%s) = idKey(%s) = %q, want distinct keys", tt.a, tt.b, ka)
+		}
+	}
+	for _, id := range []string{`null`, `{}`, `[1]`, `true`} {
+		if k := idKey([]byte(id)); k != "" {
+			t.Errorf("idKey(%s) = %q, want none", id, k)
+		}
+	}
+}
+
+func TestParseMessageErrorKinds(t *testing.T) {
+	tests := []struct {
+		body    string
+		notJSON bool
+	}{
+		{`not json`, true},
+		{`{"jsonrpc":"2.0",`, true},
+		{`{"a":1}`, false},
+		{`{"jsonrpc":"1.0","id":1,"method":"ping"}`, false},
+		{`[{"jsonrpc":"2.0","id":1,"method":"ping"}]`, false},
+	}
+	for _, tt := range tests {
+		_, err := parseMessage([]byte(tt.body))
+		if err == nil || errors.Is(err, errNotJSON) != tt.notJSON {
+			t.Errorf("parseMessage(%s) = %v, want an error that is errNotJSON: %v",
+				tt.body, err, tt.notJSON)
+		}
 	}
 }

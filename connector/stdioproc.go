@@ -64,7 +64,8 @@ type process struct {
 }
 
 // startProcess starts the command of r and reaps it in the background;
-// onExit runs once it has been reaped.
+// onExit runs once it has been reaped and what was left of its process
+// group has been stopped.
 func startProcess(r Resource, logger *slog.Logger, onExit func()) (*process, error) {
 	cmd := exec.Command(r.Command, r.Args...)
 	cmd.Env = childEnv(r.Env)
@@ -89,9 +90,9 @@ func startProcess(r Resource, logger *slog.Logger, onExit func()) (*process, err
 	}
 	stderr.setLogger(logger.With(logkey.PID, cmd.Process.Pid))
 	p := &process{
-		cmd:    cmd,
-		pid:    cmd.Process.Pid,
-		stdin:  stdin,
+		cmd:     cmd,
+		pid:     cmd.Process.Pid,
+		stdin:   stdin,
 		stdout:  outR,
 		writing: make(chan struct{}, 1),
 		exited:  make(chan struct{}),
@@ -171,7 +172,8 @@ func (p *process) write(ctx context.Context, msg []byte, timeout time.Duration) 
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		p.broken = true
 		if ctx.Err() != nil {
-			return fmt.Errorf("writing to process %d: the client left halfway: %w", p.pid, errStdinBroken)
+			return fmt.Errorf("writing to process %d: the client left halfway: %w",
+				p.pid, errStdinBroken)
 		}
 		return fmt.Errorf("writing to process %d: it read nothing on stdin for %s: %w",
 			p.pid, timeout, errStdinBroken)

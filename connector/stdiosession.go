@@ -173,14 +173,15 @@ func (ss *stdioSession) idleExpired() {
 		return
 	}
 	// A timer that fired just before a POST came and went is stale.
-	if left := ss.idleTimeoutLocked() - time.Since(ss.idleSince); left > 0 {
+	timeout := ss.idleTimeoutLocked()
+	if left := timeout - time.Since(ss.idleSince); left > 0 {
 		ss.idle.Reset(left)
 		ss.mu.Unlock()
 		return
 	}
 	calls, get := ss.markClosingLocked()
 	ss.mu.Unlock()
-	ss.finish(closeIdle, "", calls, get)
+	ss.finish(closeIdle, timeout.String(), calls, get)
 }
 
 // post hands a client's message to the process. A request's answer and
@@ -251,7 +252,9 @@ func (ss *stdioSession) reply(msg []byte) {
 	select {
 	case ss.replies <- msg:
 	default:
-		ss.logger.Warn("stdio answer dropped: the process does not read its stdin")
+		// Debug: a process that floods would flood the log too; one that
+		// stays stuck ends its session soon, which is logged.
+		ss.logger.Debug("stdio answer dropped: the process does not read its stdin")
 	}
 }
 
@@ -323,7 +326,10 @@ func (ss *stdioSession) forgetLocked(key string, c *call) {
 func (ss *stdioSession) handshake(ctx context.Context, req *message) error {
 	clientInfo := req.meta(metaClientInfo)
 	if clientInfo == nil {
-		clientInfo, _ = json.Marshal(map[string]string{"name": "airlock-connector", "version": Software})
+		clientInfo, _ = json.Marshal(map[string]string{
+			"name":    "airlock-connector",
+			"version": Software,
+		})
 	}
 	caps := req.meta(metaClientCapabilities)
 	if len(caps) == 0 || caps[0] != '{' {
@@ -428,7 +434,8 @@ func (ss *stdioSession) route(line []byte) {
 	case target != nil:
 		ss.logger.Debug("stdio message dropped: its stream is gone")
 	default:
-		ss.logger.Debug("stdio message dropped: no stream to carry it", logkey.MCPMethod, msg.method)
+		ss.logger.Debug("stdio message dropped: no stream to carry it",
+			logkey.MCPMethod, msg.method)
 	}
 }
 
@@ -482,8 +489,9 @@ func (ss *stdioSession) newestLocked() *call {
 
 // close ends the session: its ID is unknown from now on, requests in
 // flight get a JSON-RPC error, the GET stream ends, and the process is
-// stopped and reaped. detail is the exit status of a crashed process or
-// what a broken one did. Later calls wait for the first to finish.
+// stopped and reaped. detail is the exit status of a crashed process,
+// what a broken or stuck one did, or how long an idle session idled.
+// Later calls wait for the first to finish.
 func (ss *stdioSession) close(kind closeKind, detail string) {
 	ss.mu.Lock()
 	if ss.closing {
@@ -540,7 +548,8 @@ func (ss *stdioSession) finish(
 	case closeDone:
 		ss.logger.Debug("stdio process stopped", logkey.ExitStatus, ss.proc.status)
 	default:
-		ss.logger.Info("stdio session closed", logkey.ExitStatus, ss.proc.status, logkey.Reason, why)
+		ss.logger.Info("stdio session closed",
+			logkey.ExitStatus, ss.proc.status, logkey.Reason, why)
 	}
 }
 
@@ -571,17 +580,20 @@ func (ss *stdioSession) reason(kind closeKind, detail string) string {
 	name := ss.srv.res.Name
 	switch kind {
 	case closeCrashed:
-		return fmt.Sprintf("the process of resource %s exited (%s); the session is gone, start a new one",
+		return fmt.Sprintf(
+			"the process of resource %s exited (%s); the session is gone, start a new one",
 			name, detail)
 	case closeBroken:
-		return fmt.Sprintf("the process of resource %s broke the MCP stdio protocol (%s) and was stopped",
+		return fmt.Sprintf(
+			"the process of resource %s broke the MCP stdio protocol (%s) and was stopped",
 			name, detail)
 	case closeStuck:
-		return fmt.Sprintf("the process of resource %s stopped taking messages on stdin (%s) and was stopped",
+		return fmt.Sprintf(
+			"the process of resource %s stopped taking messages on stdin (%s) and was stopped",
 			name, detail)
 	case closeIdle:
 		return fmt.Sprintf("the session of resource %s was idle for %s and was closed",
-			name, ss.idleTimeoutLocked())
+			name, detail)
 	case closeShutdown:
 		return fmt.Sprintf("connector %s is stopping, so the process of resource %s was stopped",
 			ss.srv.connector, name)

@@ -322,6 +322,9 @@ func TestStdioProcessCap(t *testing.T) {
 	if sid := resp.Header.Get("Mcp-Session-Id"); sid != "" {
 		t.Errorf("the refused initialize opened session %q", sid)
 	}
+	if resp.Header.Get("Retry-After") == "" {
+		t.Error("the refusal over the cap has no Retry-After")
+	}
 
 	if err := a.Close(); err != nil {
 		t.Fatalf("Close() = %v", err)
@@ -460,6 +463,26 @@ func TestStdioStateless(t *testing.T) {
 	}
 	for _, pid := range []int{p1, p2} {
 		waitFor(t, fmt.Sprintf("process %d to be reaped", pid), func() bool { return reaped(pid) })
+	}
+}
+
+// TestStdioSessionlessOldProtocol: a request without a session on a
+// revision before 2026-07-28 starts no process; the client must
+// initialize first.
+func TestStdioSessionlessOldProtocol(t *testing.T) {
+	s := stdioEnv(t, nil)
+	resp, body, err := rpc(t, testContext(t), s.client, s.url, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`,
+		http.Header{"Mcp-Protocol-Version": {"2025-11-25"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := checkRPCError(t, resp, body, http.StatusBadRequest, airmcp.CodeInvalidRequest)
+	if !strings.Contains(msg, "Mcp-Session-Id required") {
+		t.Errorf("refusal = %q, want it to ask for a session", msg)
+	}
+	started := map[string]string{"resource": "tools", "msg": "stdio process started"}
+	if n := len(s.logs.records(started)); n != 0 {
+		t.Errorf("%d processes started for a request that needs a session", n)
 	}
 }
 
