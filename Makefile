@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/airlock
 
-.PHONY: build run test bench fuzz conformance soak vet clean
+.PHONY: build run test bench fuzz conformance soak security vet clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/airlock
@@ -45,6 +45,16 @@ SOAK ?= 60s
 soak:
 	@$(GO) test -race -run '^TestSoak$$' -count=1 -timeout 0 -v ./edge/ -args -soak=$(SOAK) > soak.log 2>&1; \
 		status=$$?; grep -E '^(soak:|---|ok|FAIL)|soak_test' soak.log; rm -f soak.log; exit $$status
+
+# The security suite: every test that sends what an attacker would
+# (credentials, tokens, bodies, HTTP framing, paths, tunnel hellos,
+# policy and plugin failures) and proves what reached the upstream.
+SECURITY_TESTS := Refusal|Refused|Refuses|CredentialsStay|SessionBelongsToItsAgent|ScopeIsACeiling|\
+	FramingTricks|Slowloris|HostileAnswers|BrokenPolicy|PluginVetoes|AuditFailureDenies|Revocation|\
+	UpstreamSeesAssertionNotToken|NonCanonical|Proxy
+security:
+	@$(GO) test -race -count=1 -json -run '$(SECURITY_TESTS)' ./edge/ ./agent/ ./pkg/... ./connector/ \
+		| $(GO) run ./internal/testcount security
 
 clean:
 	rm -rf bin
