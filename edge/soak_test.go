@@ -1,6 +1,7 @@
 package edge_test
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"flag"
@@ -118,7 +119,8 @@ func TestSoak(t *testing.T) {
 		clients[i] = httpClient(t, v.agentTLS(fmt.Sprintf("soak-%02d", i)))
 	}
 	url := mcpURL(e, "demo")
-	ctx := testContext(t)
+	ctx, cancel := context.WithTimeout(t.Context(), *soak+2*time.Minute)
+	defer cancel()
 	// Idle pooled connections come and go with the load's timing; what
 	// is compared is everything else.
 	closeIdle := func() {
@@ -149,10 +151,19 @@ func TestSoak(t *testing.T) {
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
 
-	type tally struct{ sent, wrongAnswer, wrongDecision, failed int }
+	// Every request ends in exactly one outcome; "ok" is the only good one.
+	const (
+		ok            = "ok"
+		failed        = "failed"          // no answer: the request errored
+		lost          = "lost"            // answered or not, it never reached the upstream
+		duplicated    = "duplicated"      // it reached the upstream more than once
+		misrouted     = "misrouted"       // the upstream saw another agent, or the answer was another's
+		wrongDecision = "wrongly decided" // allowed and refused, or denied and answered
+	)
+	type echoSent struct{ agent, outcome string } // outcome as far as the agent saw
 	var mu sync.Mutex
-	var total tally
-	sentBy := map[string]string{} // echo text -> agent that sent it
+	outcomes := map[string]int{}
+	echoes := map[string]echoSent{} // echo text -> who sent it, what came back
 	var seq atomic.Int64
 	deadline := time.Now().Add(*soak)
 	var wg sync.WaitGroup
@@ -160,58 +171,61 @@ func TestSoak(t *testing.T) {
 		agent := certs.Identity{Domain: certs.DefaultTrustDomain, Kind: certs.KindAgent,
 			Name: fmt.Sprintf("soak-%02d", i)}.String()
 		wg.Go(func() {
-			var mine tally
+			mine := map[string]int{}
 			for n := 0; time.Now().Before(deadline) && n < 1_000_000; n++ {
 				id := seq.Add(1)
 				switch {
 				case id%7 == 0: // denied
-					mine.sent++
-					resp, body, err := rpc(t, ctx, client, url, fmt.Sprintf(
-						`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"forbidden","arguments":{}}}`, id), nil)
-					if err != nil {
-						mine.failed++
-					} else if resp.StatusCode != http.StatusOK || !strings.Contains(string(body),
-						fmt.Sprintf(`"code":%d`, airmcp.CodeDenied)) {
-						mine.wrongDecision++
+					resp, body, err := rpc(t, ctx, client, url, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,`+
+						`"method":"tools/call","params":{"name":"forbidden","arguments":{}}}`, id), nil)
+					switch {
+					case err != nil:
+						mine[failed]++
+					case resp.StatusCode != http.StatusOK ||
+						!strings.Contains(string(body), fmt.Sprintf(`"code":%d`, airmcp.CodeDenied)):
+						mine[wrongDecision]++
+					default:
+						mine[ok]++
 					}
 				case id%7 == 1: // a list
-					mine.sent++
-					resp, body, err := rpc(t, ctx, client, url, fmt.Sprintf(
-						`{"jsonrpc":"2.0","id":%d,"method":"tools/list"}`, id), nil)
-					if err != nil {
-						mine.failed++
-					} else if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"echo"`) {
-						mine.wrongAnswer++
+					resp, body, err := rpc(t, ctx, client, url,
+						fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/list"}`, id), nil)
+					switch {
+					case err != nil:
+						mine[failed]++
+					case resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"echo"`):
+						mine[wrongDecision]++
+					default:
+						mine[ok]++
 					}
 				default: // an allowed call with a unique text
 					text := fmt.Sprintf("soak-%d", id)
-					mu.Lock()
-					sentBy[text] = agent
-					mu.Unlock()
-					mine.sent++
 					resp, body, err := rpc(t, ctx, client, url, echoCall(int(id), text), nil)
+					outcome := ok
 					switch {
 					case err != nil:
-						mine.failed++
+						outcome = failed
 					case resp.StatusCode != http.StatusOK:
-						mine.wrongDecision++
+						outcome = wrongDecision
 					case !strings.Contains(string(body), `"text":"`+text+`"`):
-						mine.wrongAnswer++
+						outcome = misrouted
 					}
+					mu.Lock()
+					echoes[text] = echoSent{agent, outcome}
+					mu.Unlock()
 				}
 			}
 			mu.Lock()
-			total.sent += mine.sent
-			total.wrongAnswer += mine.wrongAnswer
-			total.wrongDecision += mine.wrongDecision
-			total.failed += mine.failed
+			for k, n := range mine {
+				outcomes[k] += n
+			}
 			mu.Unlock()
 		})
 	}
 	wg.Wait()
 
-	lost, duplicated, misrouted, forbiddenReached := 0, 0, 0, 0
 	arrivals := map[string][]string{}
+	forbiddenReached := 0
 	for _, w := range witnesses {
 		w.mu.Lock()
 		for text, who := range w.seen {
@@ -220,33 +234,49 @@ func TestSoak(t *testing.T) {
 		forbiddenReached += w.tool["forbidden"]
 		w.mu.Unlock()
 	}
-	for text, agent := range sentBy {
+	// A denied call that reached an upstream was decided wrongly, though
+	// its agent saw a denial: move it from ok.
+	outcomes[ok] -= forbiddenReached
+	outcomes[wrongDecision] += forbiddenReached
+	for text, sent := range echoes {
 		who := arrivals[text]
+		outcome := sent.outcome
 		switch {
+		case outcome != ok:
 		case len(who) == 0:
-			lost++
+			outcome = lost
 		case len(who) > 1:
-			duplicated++
-		case who[0] != agent:
-			misrouted++
+			outcome = duplicated
+		case who[0] != sent.agent:
+			outcome = misrouted
 		}
+		outcomes[outcome]++
 	}
 	for text := range arrivals {
-		if _, ok := sentBy[text]; !ok && strings.HasPrefix(text, "soak-") {
-			misrouted++
+		if _, sent := echoes[text]; !sent && strings.HasPrefix(text, "soak-") {
+			outcomes[misrouted]++ // arrived, but nobody sent it
 		}
 	}
-	wrong := total.wrongDecision + forbiddenReached
+	total := 0
+	for _, n := range outcomes {
+		total += n
+	}
 	fmt.Printf("soak: %d agents, %s, %d requests: %d lost, %d duplicated, %d misrouted, "+
-		"%d wrongly decided, %d wrong answers, %d failed\n", agents, *soak, total.sent,
-		lost, duplicated, misrouted, wrong, total.wrongAnswer, total.failed)
-	bad := lost + duplicated + misrouted + wrong + total.wrongAnswer + total.failed
-	fmt.Printf("soak: %d passed, %d failed\n", total.sent-bad, bad)
-	if bad > 0 {
-		t.Errorf("soak: %d requests went wrong", bad)
+		"%d wrongly decided, %d failed\n", agents, *soak, total, outcomes[lost],
+		outcomes[duplicated], outcomes[misrouted], outcomes[wrongDecision], outcomes[failed])
+	fmt.Printf("soak: %d passed, %d failed\n", outcomes[ok], total-outcomes[ok])
+	if outcomes[ok] != total {
+		t.Errorf("soak: %d of %d requests went wrong", total-outcomes[ok], total)
 	}
 
-	// Everything the load started must end, and its memory be collected.
+	// Everything the load started must end, and its memory be collected;
+	// the test's own books go first.
+	echoes, arrivals = nil, nil
+	for _, w := range witnesses {
+		w.mu.Lock()
+		w.seen = map[string][]string{}
+		w.mu.Unlock()
+	}
 	closeIdle()
 	const slack = 16
 	settled := time.Now().Add(15 * time.Second)
