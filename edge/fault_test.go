@@ -107,3 +107,40 @@ func TestFaultSilentPartition(t *testing.T) {
 		t.Errorf("the partition was noticed after %v; want within 5 s", took)
 	}
 }
+
+// TestFaultConnectorKilledWithSecondUp: one of two connectors is killed
+// under load (its datagrams stop, as in a crash). Requests in flight on
+// it fail when the edge drops the tunnel (six missed heartbeats); no
+// request started later than 1 s after the kill fails. Two things keep
+// new requests off the dead connector before the drop: the least-busy
+// choice (its stuck requests count against it) and, for a connector
+// whose rivals are busy too, skipping one that missed two heartbeats.
+func TestFaultConnectorKilledWithSecondUp(t *testing.T) {
+	v, e, rcs, _ := twoConnectors(t, true)
+	client := httpClient(t, v.agentTLS("alice"))
+	lr := startLoad(t, client, mcpURL(e, "demo"), 48)
+	lr.awaitMore(t, 200)
+	killed := time.Now()
+	rcs[0].kill()
+	waitFor(t, "4 s of load after the kill", func() bool { return time.Since(killed) > 4*time.Second })
+	results := lr.all()
+	late, failedEarly := 0, 0
+	for _, r := range results {
+		if !r.start.After(killed.Add(time.Second)) {
+			if !r.ok() {
+				failedEarly++
+			}
+			continue
+		}
+		late++
+		if !r.ok() {
+			t.Errorf("request started %v after the kill failed: status %d code %d err %v",
+				r.start.Sub(killed).Round(time.Millisecond), r.status, r.code, r.err)
+		}
+	}
+	if late == 0 {
+		t.Fatal("no request started more than 1 s after the kill: the test tested nothing")
+	}
+	t.Logf("%d requests started over 1 s after the kill, all answered; %d earlier ones failed",
+		late, failedEarly)
+}

@@ -28,8 +28,9 @@ type link struct {
 	identity  certs.Identity
 	leaf      *x509.Certificate
 
-	inFlight atomic.Int64
-	draining atomic.Bool
+	inFlight  atomic.Int64
+	draining  atomic.Bool
+	lastHeard atomic.Int64 // unix nanoseconds of the last control frame
 
 	// ctrlMu serializes writes on ctrl, the control stream.
 	ctrlMu sync.Mutex
@@ -46,6 +47,13 @@ func (l *link) send(m *tunnel.Message) error {
 // usable reports whether the link may take new streams.
 func (l *link) usable() bool {
 	return !l.draining.Load() && l.conn.Context().Err() == nil
+}
+
+// quiet reports whether a connector that sends heartbeats has missed two:
+// it may be gone (a crash, a partition) though the tunnel is not dropped
+// yet, so new requests go elsewhere if they can.
+func (l *link) quiet(now time.Time) bool {
+	return l.heartbeat > 0 && now.UnixNano()-l.lastHeard.Load() > int64(2*l.heartbeat)
 }
 
 // registry knows the live links and which resources they serve. It is safe
@@ -116,15 +124,22 @@ func (r *registry) pick(resource, connector, instance string) *link {
 		return nil
 	}
 	r.rotor++
+	now := time.Now()
 	var best *link
+	bestQuiet := false
 	for i := range cands {
 		l := cands[(int(r.rotor)+i)%len(cands)]
 		if !l.usable() || (instance != "" && (l.connector != connector || l.instance != instance)) {
 			continue
 		}
-		if best == nil || l.inFlight.Load() < best.inFlight.Load() {
-			best = l
+		// A quiet link is taken only when no other will do.
+		quiet := l.quiet(now)
+		switch {
+		case best == nil, bestQuiet && !quiet:
+		case quiet && !bestQuiet, l.inFlight.Load() >= best.inFlight.Load():
+			continue
 		}
+		best, bestQuiet = l, quiet
 	}
 	return best
 }

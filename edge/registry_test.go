@@ -273,3 +273,34 @@ func TestRegistrySnapshotOldestFirst(t *testing.T) {
 		t.Errorf("snapshot() = %q, want the order of add %q", got, want)
 	}
 }
+
+// TestRegistryPickAvoidsQuietLinks: a link whose connector missed two
+// heartbeats gets new requests only when no other link will do, however
+// busy the others are.
+func TestRegistryPickAvoidsQuietLinks(t *testing.T) {
+	open, _ := quicConns(t)
+	heard := func(l *link, ago time.Duration) *link {
+		l.heartbeat = 500 * time.Millisecond
+		l.lastHeard.Store(time.Now().Add(-ago).UnixNano())
+		return l
+	}
+	r := newRegistry()
+	quiet := heard(newLink(open, "q", "i1", 0, "files"), 2*time.Second)
+	busy := heard(newLink(open, "b", "i1", 50, "files"), 100*time.Millisecond)
+	r.add(quiet)
+	r.add(busy)
+	for range 4 {
+		if got := r.pick("files", "", ""); got != busy {
+			t.Fatalf("pick = %s, want the busy link over the quiet one", got.connector)
+		}
+	}
+	r.remove(busy)
+	if got := r.pick("files", "", ""); got != quiet {
+		t.Errorf("pick with only a quiet link = %v, want it (better than nothing)", got)
+	}
+	old := newLink(open, "o", "i1", 0, "files") // an older connector: no heartbeat announced
+	r.add(old)
+	if got := r.pick("files", "", ""); got != old {
+		t.Errorf("pick = %s, want the link of a connector that announced no heartbeat", got.connector)
+	}
+}

@@ -163,7 +163,7 @@ func (e *Edge) admit(conn *quic.Conn, h *tunnel.Hello) (*link, error) {
 	if len(bad) > 0 {
 		return nil, &refusalError{"resource", fmt.Sprintf("connector %s may not serve %s", id.Name, strings.Join(bad, ", "))}
 	}
-	return &link{
+	l := &link{
 		conn:      conn,
 		connector: id.Name,
 		instance:  h.Instance,
@@ -175,7 +175,9 @@ func (e *Edge) admit(conn *quic.Conn, h *tunnel.Hello) (*link, error) {
 		notAfter:  leaf.NotAfter,
 		identity:  id,
 		leaf:      leaf,
-	}, nil
+	}
+	l.lastHeard.Store(time.Now().UnixNano())
+	return l, nil
 }
 
 func (e *Edge) refuse(conn *quic.Conn, ctrl *quic.Stream, err error, logger *slog.Logger) {
@@ -206,7 +208,11 @@ func (e *Edge) readControl(ctrl *quic.Stream, l *link, logger *slog.Logger) {
 			ctrl.SetReadDeadline(time.Now().Add(tunnel.SilenceLimit(l.heartbeat)))
 		}
 		var m tunnel.Message
-		if err := tunnel.ReadFrame(ctrl, &m); err != nil {
+		err := tunnel.ReadFrame(ctrl, &m)
+		if err == nil {
+			l.lastHeard.Store(time.Now().UnixNano())
+		}
+		if err != nil {
 			var timeout interface{ Timeout() bool }
 			if errors.As(err, &timeout) && timeout.Timeout() && l.conn.Context().Err() == nil {
 				silence := tunnel.SilenceLimit(l.heartbeat)
