@@ -1,6 +1,7 @@
 package edge_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -143,4 +144,78 @@ func TestFaultConnectorKilledWithSecondUp(t *testing.T) {
 	}
 	t.Logf("%d requests started over 1 s after the kill, all answered; %d earlier ones failed",
 		late, failedEarly)
+}
+
+// TestFaultEdgeShutdownFinishesInFlight: when the edge is told to stop
+// (SIGTERM runs Shutdown with the grace period), a streaming request in
+// flight finishes whole, every event and its answer, and Shutdown returns
+// once it has; requests that come after it are not taken.
+func TestFaultEdgeShutdownFinishesInFlight(t *testing.T) {
+	v, e, up := demoEnv(t, true, nil, nil)
+	client := httpClient(t, v.agentTLS("alice"))
+	ctx := testContext(t)
+	count := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"count",` +
+		`"arguments":{"n":5,"delay_ms":200},"_meta":{"progressToken":"p"}}}`
+	type answer struct {
+		body []byte
+		err  error
+		end  time.Time
+	}
+	done := make(chan answer, 1)
+	go func() {
+		_, body, err := rpc(t, ctx, client, mcpURL(e, "demo"), count, nil)
+		done <- answer{body, err, time.Now()}
+	}()
+	waitFor(t, "the call to reach the upstream", func() bool { return up.rec.requests.Load() > 0 })
+	stopped := make(chan time.Time, 1)
+	go func() {
+		shutdownEdge(t, e)
+		stopped <- time.Now()
+	}()
+	a := <-done
+	if a.err != nil || strings.Count(string(a.body), "notifications/progress") != 5 ||
+		!strings.Contains(string(a.body), "counted to 5") {
+		t.Fatalf("the stream in flight during shutdown: %v\n%s", a.err, a.body)
+	}
+	end := <-stopped
+	if end.Before(a.end) {
+		t.Error("Shutdown returned before the request in flight had finished")
+	}
+	// Requests after the shutdown are not taken.
+	if resp, _, err := rpc(t, ctx, client, mcpURL(e, "demo"), echoCall(2, "late"), nil); err == nil {
+		t.Errorf("a request after shutdown was answered %d", resp.StatusCode)
+	}
+}
+
+// TestFaultRestartedConnectorServesAtOnce: the only connector of a
+// resource crashes and a new process starts; agents are served again
+// within 3 s of its start (it dials, is accepted, and the crashed one's
+// tunnel no longer stands in the way).
+func TestFaultRestartedConnectorServesAtOnce(t *testing.T) {
+	v := newEnv(t)
+	e := v.startEdge([]edge.Resource{{Name: "demo", Connectors: []string{"c1"}}}, nil)
+	up := v.startUpstream(true)
+	rc := v.startConnector(e, "c1", []connector.Resource{{Name: "demo", URL: up.url}}, nil)
+	client := httpClient(t, v.agentTLS("alice"))
+	ctx := testContext(t)
+	if r := oneEcho(t, ctx, client, mcpURL(e, "demo"), 1); !r.ok() {
+		t.Fatalf("before the crash: %+v", r)
+	}
+	rc.kill()
+	started := time.Now()
+	v.startConnector(e, "c1", []connector.Resource{{Name: "demo", URL: up.url}}, nil)
+	for i := 2; ; i++ {
+		if r := oneEcho(t, ctx, client, mcpURL(e, "demo"), i); r.ok() {
+			break
+		}
+		if time.Since(started) > 10*time.Second {
+			t.Fatal("the restarted connector served nothing within 10 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	took := time.Since(started)
+	t.Logf("served again %v after the new connector started", took.Round(time.Millisecond))
+	if took > 3*time.Second {
+		t.Errorf("served again only after %v; want within 3 s", took)
+	}
 }
