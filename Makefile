@@ -15,9 +15,12 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -shuffle=on -timeout 20m ./...
 
-# Side-by-side benchmark: tools/call through Airlock and directly.
+# Side-by-side benchmarks: tools/call through Airlock and directly (airlock
+# bench), then Airlock against its peers on the same upstream: a plain Go
+# reverse proxy and frp v0.65.0 over QUIC (built into the user cache).
 bench: build
 	./$(BIN) bench
+	$(GO) run ./internal/peerbench
 
 # A run of every fuzz target, FUZZTIME each (the corpus lives in each
 # package's testdata/fuzz; `make test` replays it). A crash leaves its input

@@ -1,0 +1,433 @@
+// Command peerbench measures Airlock against its peers on one machine, in
+// one run, on the same upstream (the demo MCP server, stateless, its echo
+// tool): directly; through Airlock (agent mTLS and access token, policy
+// and audit, QUIC tunnel, connector); through a plain Go reverse proxy
+// (the floor for any proxy); and through frp v0.65.0 over QUIC, as a
+// plain port forward and in its HTTP mode. frp is built from a throwaway
+// module in the cache folder; where it cannot be built the frp rows are
+// skipped with a note. Everything listens on loopback. `make bench` runs
+// it after `airlock bench`.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/airlockhq/airlock/agent"
+	"github.com/airlockhq/airlock/examples/demoserver"
+)
+
+const frpVersion = "v0.65.0"
+
+func main() {
+	cache := flag.String("cache", defaultCache(), "folder for the built programs")
+	duration := flag.Duration("duration", 5*time.Second, "how long each throughput measurement runs")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *cache, *duration); err != nil {
+		fmt.Fprintln(os.Stderr, "peerbench:", err)
+		os.Exit(1)
+	}
+}
+
+func defaultCache() string {
+	if dir, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(dir, "airlock-peerbench")
+	}
+	return filepath.Join(os.TempDir(), "airlock-peerbench")
+}
+
+// target is one way to reach the upstream.
+type target struct {
+	name   string
+	url    string
+	host   string // Host header, for frp's HTTP mode
+	client *http.Client
+	pids   []int // processes that carry its traffic, besides this one
+}
+
+func run(ctx context.Context, cache string, d time.Duration) error {
+	work, err := os.MkdirTemp("", "airlock-peerbench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	direct, err := serve(demoserver.Handler(demoserver.Options{SandboxDir: work}, true))
+	if err != nil {
+		return err
+	}
+	directURL := "http://" + direct + "/mcp"
+	plain := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	targets := []*target{{name: "direct", url: directURL, client: plain}}
+
+	u, _ := url.Parse("http://" + direct)
+	proxied, err := serve(httputil.NewSingleHostReverseProxy(u))
+	if err != nil {
+		return err
+	}
+	targets = append(targets, &target{name: "Go reverse proxy", url: "http://" + proxied + "/mcp", client: plain})
+
+	air, err := startAirlock(ctx, cache, work, directURL)
+	if err != nil {
+		return err
+	}
+	targets = append(targets, air)
+
+	frp, note := startFRP(ctx, cache, work, direct, plain)
+	targets = append(targets, frp...)
+
+	fmt.Printf("peerbench: %s, %d CPUs, %s per throughput run\n", runtimeDesc(), numCPU(), d)
+	if note != "" {
+		fmt.Println("peerbench:", note)
+	}
+	for _, t := range targets {
+		if err := call(ctx, t, 0, 0); err != nil {
+			return fmt.Errorf("%s does not answer: %w", t.name, err)
+		}
+	}
+	rows := make([]row, len(targets))
+	for round := range 2 { // interleaved, so drift on a shared machine hits all alike
+		for i, t := range targets {
+			r := measure(ctx, t, d)
+			if round == 0 || r.rps[2] > rows[i].rps[2] {
+				rows[i] = r
+			}
+		}
+	}
+	printTable(rows)
+	for _, r := range rows {
+		if r.failed > 0 {
+			return fmt.Errorf("%s: %d calls failed", r.name, r.failed)
+		}
+	}
+	return nil
+}
+
+// startAirlock runs `airlock dev` with the upstream as its demo resource
+// (the example policy grants dev-agent echo: policy and audit run on
+// every call) and returns a target with the agent's credentials.
+func startAirlock(ctx context.Context, cache, work, upstream string) (*target, error) {
+	bin := filepath.Join(cache, "bin", "airlock")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/airlock").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("building airlock: %v\n%s", err, out)
+	}
+	dir := filepath.Join(work, "dev")
+	dev := exec.CommandContext(ctx, bin, "--log-level", "error", "dev", "--dir", dir,
+		"--addr", freeAddr(), "--ops-addr", "off", "--upstream", upstream)
+	if err := start(dev, filepath.Join(work, "dev.log")); err != nil {
+		return nil, err
+	}
+	var info struct {
+		AgentProfile string            `json:"agent_profile"`
+		Resources    map[string]string `json:"resources"`
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		data, err := os.ReadFile(filepath.Join(dir, "dev.json"))
+		if err == nil && json.Unmarshal(data, &info) == nil && info.AgentProfile != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("airlock dev did not start within 60s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	a, err := agent.Open(ctx, info.AgentProfile, agent.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return &target{name: "Airlock", url: info.Resources["demo"], client: a.HTTPClient(),
+		pids: []int{dev.Process.Pid}}, nil
+}
+
+// startFRP builds frps and frpc, runs them over QUIC on loopback with a
+// TCP forward and an HTTP proxy to the upstream, and returns the two
+// targets; or none and why.
+func startFRP(ctx context.Context, cache, work, upstream string, client *http.Client) ([]*target, string) {
+	bin := filepath.Join(cache, "frp-"+frpVersion)
+	frps, frpc := filepath.Join(bin, "frps"), filepath.Join(bin, "frpc")
+	if _, err := os.Stat(frpc); err != nil {
+		mod := filepath.Join(cache, "frp-module")
+		os.MkdirAll(mod, 0o755)
+		steps := [][]string{
+			{"go", "mod", "init", "frpbuild"},
+			{"go", "get", "github.com/fatedier/frp/cmd/frps@" + frpVersion, "github.com/fatedier/frp/cmd/frpc@" + frpVersion},
+			{"go", "build", "-o", frps, "github.com/fatedier/frp/cmd/frps"},
+			{"go", "build", "-o", frpc, "github.com/fatedier/frp/cmd/frpc"},
+		}
+		os.Remove(filepath.Join(mod, "go.mod"))
+		for _, s := range steps {
+			cmd := exec.CommandContext(ctx, s[0], s[1:]...)
+			cmd.Dir = mod
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return nil, fmt.Sprintf("frp rows skipped: %s: %v %.300s", strings.Join(s, " "), err, out)
+			}
+		}
+	}
+	_, upPort, _ := net.SplitHostPort(upstream)
+	// frps refuses remote ports it finds in use on any address, which
+	// ports from the kernel's ephemeral range often are: pick lower ones.
+	ports := map[string]string{}
+	next := 20000 + os.Getpid()%5000
+	for _, k := range []string{"bind", "quic", "vhost", "remote"} {
+		for ; ; next++ {
+			if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(next)); err == nil {
+				ln.Close()
+				break
+			}
+		}
+		ports[k] = strconv.Itoa(next)
+		next++
+	}
+	server := fmt.Sprintf("bindAddr = \"127.0.0.1\"\nproxyBindAddr = \"127.0.0.1\"\n"+
+		"bindPort = %s\nquicBindPort = %s\nvhostHTTPPort = %s\n",
+		ports["bind"], ports["quic"], ports["vhost"])
+	clientConf := fmt.Sprintf(`serverAddr = "127.0.0.1"
+serverPort = %s
+transport.protocol = "quic"
+
+[[proxies]]
+name = "mcp-tcp"
+type = "tcp"
+localIP = "127.0.0.1"
+localPort = %s
+remotePort = %s
+
+[[proxies]]
+name = "mcp-http"
+type = "http"
+localIP = "127.0.0.1"
+localPort = %s
+customDomains = ["mcp.frp"]
+hostHeaderRewrite = "127.0.0.1"
+`, ports["quic"], upPort, ports["remote"], upPort)
+	os.WriteFile(filepath.Join(work, "frps.toml"), []byte(server), 0o644)
+	os.WriteFile(filepath.Join(work, "frpc.toml"), []byte(clientConf), 0o644)
+	s := exec.CommandContext(ctx, frps, "-c", filepath.Join(work, "frps.toml"))
+	if err := start(s, filepath.Join(work, "frps.log")); err != nil {
+		return nil, "frp rows skipped: " + err.Error()
+	}
+	time.Sleep(300 * time.Millisecond)
+	c := exec.CommandContext(ctx, frpc, "-c", filepath.Join(work, "frpc.toml"))
+	if err := start(c, filepath.Join(work, "frpc.log")); err != nil {
+		return nil, "frp rows skipped: " + err.Error()
+	}
+	pids := []int{s.Process.Pid, c.Process.Pid}
+	targets := []*target{
+		{name: "frp QUIC, TCP forward", url: "http://127.0.0.1:" + ports["remote"] + "/mcp", client: client, pids: pids},
+		{name: "frp QUIC, HTTP mode", url: "http://127.0.0.1:" + ports["vhost"] + "/mcp", host: "mcp.frp",
+			client: client, pids: pids},
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, t := range targets {
+		for err := call(ctx, t, 0, 0); err != nil; err = call(ctx, t, 0, 0) {
+			if time.Now().After(deadline) {
+				return nil, fmt.Sprintf("frp rows skipped: %s did not answer within 30s: %v", t.name, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	return targets, ""
+}
+
+// call makes echo call n of client c and checks the answer.
+func call(ctx context.Context, t *target, c, n int) error {
+	text := "pb-" + strconv.Itoa(c) + "-" + strconv.Itoa(n)
+	body := `{"jsonrpc":"2.0","id":` + strconv.Itoa(n) +
+		`,"method":"tools/call","params":{"name":"echo","arguments":{"text":"` + text + `"}}}`
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if t.host != "" {
+		req.Host = t.host
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(data, []byte(`"text":"`+text+`"`)) {
+		return fmt.Errorf("status %d: %.200s", resp.StatusCode, data)
+	}
+	return nil
+}
+
+// row is what was measured of one target.
+type row struct {
+	name     string
+	p50, p99 time.Duration
+	rps      [3]float64 // at 1, 16 and 64 clients
+	cpu      time.Duration
+	failed   int
+}
+
+var concurrency = [3]int{1, 16, 64}
+
+func measure(ctx context.Context, t *target, d time.Duration) row {
+	r := row{name: t.name}
+	var lat []time.Duration
+	for n := range 300 {
+		start := time.Now()
+		if call(ctx, t, 0, n) != nil {
+			r.failed++
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	r.p50, r.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
+	for i, clients := range concurrency {
+		cpuBefore := cpuOf(t.pids)
+		var done, failed int64
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		deadline := time.Now().Add(d)
+		for c := range clients {
+			wg.Go(func() {
+				var ok, bad int64
+				for n := 0; time.Now().Before(deadline); n++ {
+					if call(ctx, t, c+1, n) != nil {
+						bad++
+					} else {
+						ok++
+					}
+				}
+				mu.Lock()
+				done += ok
+				failed += bad
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		r.rps[i] = float64(done) / d.Seconds()
+		r.failed += int(failed)
+		if clients == 64 && done > 0 {
+			r.cpu = (cpuOf(t.pids) - cpuBefore) / time.Duration(done)
+		}
+	}
+	return r
+}
+
+func printTable(rows []row) {
+	base := rows[0]
+	fmt.Printf("\n%-24s %9s %9s %8s %8s %8s %9s %12s\n", "target", "p50", "p99", "rps@1", "rps@16",
+		"rps@64", "vs direct", "CPU/call*")
+	for _, r := range rows {
+		fmt.Printf("%-24s %7.0fµs %7.0fµs %8.0f %8.0f %8.0f %8.0f%% %10.0fµs\n", r.name,
+			micros(r.p50), micros(r.p99), r.rps[0], r.rps[1], r.rps[2], 100*r.rps[2]/base.rps[2], micros(r.cpu))
+	}
+	fmt.Println("\n* CPU per call at 64 clients of the processes that carry the target's traffic " +
+		"besides the load generator and the upstream (airlock dev: edge and connector; frps and frpc); " +
+		"0 for targets in this process.")
+	fmt.Printf("peerbench: %d passed, %d failed\n", len(rows)-failedRows(rows), failedRows(rows))
+}
+
+func failedRows(rows []row) int {
+	n := 0
+	for _, r := range rows {
+		if r.failed > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+// cpuOf returns the CPU time used so far by the processes (Linux; 0
+// elsewhere).
+func cpuOf(pids []int) time.Duration {
+	var total time.Duration
+	for _, pid := range pids {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// The fields after the command (which may hold spaces) start after ")".
+		fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+		if len(fields) < 13 {
+			continue
+		}
+		utime, _ := strconv.ParseInt(fields[11], 10, 64)
+		stime, _ := strconv.ParseInt(fields[12], 10, 64)
+		total += time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+	}
+	return total
+}
+
+func serve(h http.Handler) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	go (&http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}).Serve(ln)
+	return ln.Addr().String(), nil
+}
+
+func start(cmd *exec.Cmd, logFile string) error {
+	f, err := os.Create(logFile)
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return fmt.Errorf("starting %s: %w", cmd.Path, err)
+	}
+	go func() { cmd.Wait(); f.Close() }()
+	return nil
+}
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func runtimeDesc() string {
+	out, err := exec.Command("uname", "-srm").Output()
+	if err != nil {
+		return "unknown machine"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func numCPU() int {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	return strings.Count(string(data), "processor\t:")
+}
