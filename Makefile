@@ -54,7 +54,7 @@ soak:
 # policy and plugin failures) and proves what reached the upstream.
 SECURITY_TESTS := Refusal|Refused|Refuses|CredentialsStay|SessionBelongsToItsAgent|ScopeIsACeiling|\
 	FramingTricks|Slowloris|HostileAnswers|BrokenPolicy|PluginVetoes|AuditFailureDenies|Revocation|\
-	UpstreamSeesAssertionNotToken|NonCanonical|Proxy
+	UpstreamSeesAssertionNotToken|NonCanonical|Proxy|TunnelAbuse|ForeignCertificate
 security:
 	@$(GO) test -race -count=1 -json -run '$(SECURITY_TESTS)' ./edge/ ./agent/ ./pkg/... ./connector/ \
 		| $(GO) run ./internal/testcount security
