@@ -154,7 +154,9 @@ func startAirlock(ctx context.Context, cache, work, upstream string) (*target, e
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	a, err := agent.Open(ctx, info.AgentProfile, agent.Options{})
+	// The example policy lets blob through only to tokens narrowed to it.
+	a, err := agent.Open(ctx, info.AgentProfile,
+		agent.Options{Scope: "mcp:demo mcp:demo:tools/call:blob"})
 	if err != nil {
 		return nil, err
 	}
@@ -281,14 +283,45 @@ func call(ctx context.Context, t *target, c, n int) error {
 	return nil
 }
 
+// read calls blob for size bytes and returns how long the whole answer
+// took to arrive.
+func read(ctx context.Context, t *target, size int) (time.Duration, error) {
+	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"blob","arguments":{"size":` +
+		strconv.Itoa(size) + `}}}`
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, strings.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	if t.host != "" {
+		req.Host = t.host
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	start := time.Now()
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	took := time.Since(start)
+	if err != nil || resp.StatusCode != http.StatusOK || n < int64(size) {
+		return 0, fmt.Errorf("blob %d: status %d, %d bytes, %v", size, resp.StatusCode, n, err)
+	}
+	return took, nil
+}
+
 // row is what was measured of one target.
 type row struct {
 	name     string
 	p50, p99 time.Duration
 	rps      [3]float64 // at 1, 16 and 64 clients
 	cpu      time.Duration
+	reads    [2]time.Duration // median time to read 1 MiB and 10 MiB
 	failed   int
 }
+
+var readSizes = [2]int{1 << 20, 10 << 20}
 
 var concurrency = [3]int{1, 16, 64}
 
@@ -304,6 +337,22 @@ func measure(ctx context.Context, t *target, d time.Duration) row {
 	}
 	slices.Sort(lat)
 	r.p50, r.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
+	for i, size := range readSizes {
+		var took []time.Duration
+		for range 5 {
+			d, err := read(ctx, t, size)
+			if err != nil {
+				r.failed++
+				fmt.Fprintf(os.Stderr, "peerbench: %s: %v\n", t.name, err)
+				continue
+			}
+			took = append(took, d)
+		}
+		if len(took) > 0 {
+			slices.Sort(took)
+			r.reads[i] = took[len(took)/2]
+		}
+	}
 	for i, clients := range concurrency {
 		cpuBefore := cpuOf(t.pids)
 		var done, failed int64
@@ -338,11 +387,12 @@ func measure(ctx context.Context, t *target, d time.Duration) row {
 
 func printTable(rows []row) {
 	base := rows[0]
-	fmt.Printf("\n%-24s %9s %9s %8s %8s %8s %9s %12s\n", "target", "p50", "p99", "rps@1", "rps@16",
-		"rps@64", "vs direct", "CPU/call*")
+	fmt.Printf("\n%-24s %9s %9s %8s %8s %8s %9s %11s %8s %8s\n", "target", "p50", "p99", "rps@1",
+		"rps@16", "rps@64", "vs direct", "CPU/call*", "1 MiB", "10 MiB")
 	for _, r := range rows {
-		fmt.Printf("%-24s %7.0fµs %7.0fµs %8.0f %8.0f %8.0f %8.0f%% %10.0fµs\n", r.name,
-			micros(r.p50), micros(r.p99), r.rps[0], r.rps[1], r.rps[2], 100*r.rps[2]/base.rps[2], micros(r.cpu))
+		fmt.Printf("%-24s %7.0fµs %7.0fµs %8.0f %8.0f %8.0f %8.0f%% %9.0fµs %6.1fms %6.1fms\n", r.name,
+			micros(r.p50), micros(r.p99), r.rps[0], r.rps[1], r.rps[2], 100*r.rps[2]/base.rps[2],
+			micros(r.cpu), micros(r.reads[0])/1e3, micros(r.reads[1])/1e3)
 	}
 	fmt.Println("\n* CPU per call at 64 clients of the processes that carry the target's traffic " +
 		"besides the load generator and the upstream (airlock dev: edge and connector; frps and frpc); " +
