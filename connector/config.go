@@ -94,6 +94,10 @@ type Resource struct {
 	// an initialize (or a stateless request) over the cap is refused with
 	// HTTP 503 and Retry-After. Default 16.
 	MaxProcesses int `yaml:"max_processes"`
+	// MaxProcessesPerAgent caps the processes one agent (the identity the
+	// edge's assertion names) may run of this resource at once, so that
+	// one agent cannot take every slot. Default: max_processes.
+	MaxProcessesPerAgent int `yaml:"max_processes_per_agent"`
 	// IdleTimeout stops a session's process once the session has had no
 	// POST in flight for this long (an open GET stream does not count);
 	// until the session's first request after initialize, at most 1m
@@ -219,6 +223,9 @@ func (c Config) WithDefaults() Config {
 		if r.MaxProcesses == 0 {
 			r.MaxProcesses = DefaultMaxProcesses
 		}
+		if r.MaxProcessesPerAgent == 0 {
+			r.MaxProcessesPerAgent = r.MaxProcesses
+		}
 		if r.IdleTimeout == 0 {
 			r.IdleTimeout = DefaultIdleTimeout
 		}
@@ -322,6 +329,7 @@ func (r Resource) validateURL(key string) []error {
 		{"env", len(r.Env) > 0},
 		{"dir", r.Dir != ""},
 		{"max_processes", r.MaxProcesses != 0},
+		{"max_processes_per_agent", r.MaxProcessesPerAgent != 0},
 		{"idle_timeout", r.IdleTimeout != 0},
 	}
 	for _, f := range stdioOnly {
@@ -351,6 +359,10 @@ func (r Resource) validateCommand(key string) []error {
 	}
 	if r.MaxProcesses < 1 {
 		errs = append(errs, fmt.Errorf("%s.max_processes %d must be at least 1", key, r.MaxProcesses))
+	}
+	if r.MaxProcessesPerAgent < 1 || r.MaxProcessesPerAgent > r.MaxProcesses {
+		errs = append(errs, fmt.Errorf("%s.max_processes_per_agent %d must be 1 to max_processes (%d)",
+			key, r.MaxProcessesPerAgent, r.MaxProcesses))
 	}
 	if r.IdleTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("%s.idle_timeout %s must be positive", key, r.IdleTimeout))

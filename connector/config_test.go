@@ -253,6 +253,11 @@ func TestLoadConfigRefuses(t *testing.T) {
 			wantErrs: []string{"resources[0].ca_file applies only to a url resource", "resources[0].dir", "resources[0].max_processes -1", "resources[0].idle_timeout -1s"},
 		},
 		{
+			name:     "per-agent cap above the resource's",
+			edit:     replace("url: http://127.0.0.1:8080/mcp", "command: /bin/sh\n    max_processes: 2\n    max_processes_per_agent: 3"),
+			wantErrs: []string{"resources[0].max_processes_per_agent 3 must be 1 to max_processes (2)"},
+		},
+		{
 			name:     "bad environment variable name",
 			edit:     replace("url: http://127.0.0.1:8080/mcp", "command: /bin/sh\n    env: {\"A=B\": x}"),
 			wantErrs: []string{`resources[0].env: "A=B" is not a valid variable name`},
@@ -338,10 +343,12 @@ resources:
 			Env:          map[string]string{"LOG_LEVEL": "info"},
 			Dir:          filepath.Join(d.dir, "bin"),
 			MaxProcesses: DefaultMaxProcesses,
-			IdleTimeout:  DefaultIdleTimeout,
+			// One agent may take them all unless the config says less.
+			MaxProcessesPerAgent: DefaultMaxProcesses,
+			IdleTimeout:          DefaultIdleTimeout,
 		},
 		// The name found in PATH is stored as the path it was found at.
-		{Name: "shell", Command: sh, MaxProcesses: 3, IdleTimeout: 30 * time.Second},
+		{Name: "shell", Command: sh, MaxProcesses: 3, MaxProcessesPerAgent: 3, IdleTimeout: 30 * time.Second},
 	}
 	if diff := cmp.Diff(want, got.Resources); diff != "" {
 		t.Errorf("LoadConfig().Resources mismatch (-want +got):\n%s", diff)

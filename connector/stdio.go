@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/airlockhq/airlock/pkg/logkey"
 	"github.com/airlockhq/airlock/pkg/mcp"
+	"github.com/airlockhq/airlock/pkg/token"
 )
 
 // Headers of MCP's Streamable HTTP transport (MCP 2025-11-25).
@@ -75,11 +77,12 @@ type stdioServer struct {
 	// running counts processes that have not been reaped yet.
 	running sync.WaitGroup
 
-	// mu guards sessions, byID, procs, started and closed.
+	// mu guards sessions, byID, procs, byAgent, started and closed.
 	mu       sync.Mutex
 	sessions map[*stdioSession]struct{}
 	byID     map[string]*stdioSession
 	procs    int
+	byAgent  map[string]int // processes per agent
 	started  bool
 	closed   bool
 }
@@ -93,6 +96,7 @@ func newStdioServer(res Resource, connector string, logger *slog.Logger) *stdioS
 		served:    make(chan struct{}),
 		sessions:  map[*stdioSession]struct{}{},
 		byID:      map[string]*stdioSession{},
+		byAgent:   map[string]int{},
 
 		writeTimeout:        stdinTimeout,
 		initTimeout:         initTimeout,
@@ -285,8 +289,18 @@ func (s *stdioServer) open(
 	msg *message,
 	id string,
 ) (*stdioSession, bool) {
-	ss, err := s.startSession(id)
+	agent := assertedAgent(r)
+	ss, err := s.startSession(id, agent)
 	switch {
+	case errors.Is(err, errAgentAtCapacity):
+		s.logger.Warn("stdio process cap of an agent reached, request refused",
+			logkey.AgentID, agent, logkey.MaxProcesses, s.res.MaxProcessesPerAgent)
+		w.Header().Set("Retry-After", retryAfter)
+		writeRPCError(w, r, http.StatusServiceUnavailable, msg.id, mcp.CodeUpstreamFailed,
+			fmt.Sprintf("agent %s already runs its maximum of %d processes of resource %s "+
+				"(max_processes_per_agent of connector %s); end a session first",
+				agent, s.res.MaxProcessesPerAgent, s.res.Name, s.connector))
+		return nil, false
 	case errors.Is(err, errAtCapacity):
 		s.logger.Warn("stdio process cap reached, request refused",
 			logkey.MaxProcesses, s.res.MaxProcesses)
@@ -311,7 +325,7 @@ func (s *stdioServer) open(
 
 // startSession takes a process slot, starts the process and registers
 // its session.
-func (s *stdioServer) startSession(id string) (*stdioSession, error) {
+func (s *stdioServer) startSession(id, agent string) (*stdioSession, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -321,17 +335,27 @@ func (s *stdioServer) startSession(id string) (*stdioSession, error) {
 		s.mu.Unlock()
 		return nil, errAtCapacity
 	}
+	perAgent := s.res.MaxProcessesPerAgent
+	if perAgent <= 0 {
+		perAgent = s.res.MaxProcesses
+	}
+	if s.byAgent[agent] >= perAgent {
+		s.mu.Unlock()
+		return nil, errAgentAtCapacity
+	}
 	s.procs++
+	s.byAgent[agent]++
 	s.running.Add(1)
 	s.mu.Unlock()
+	release := func() { s.release(agent) }
 
 	logger := s.logger
 	if id != "" {
 		logger = logger.With(logkey.MCPSession, id)
 	}
-	p, err := startProcess(s.res, logger, s.release)
+	p, err := startProcess(s.res, logger, release)
 	if err != nil {
-		s.release()
+		release()
 		return nil, err
 	}
 	ss := newStdioSession(s, id, p, logger.With(logkey.PID, p.pid))
@@ -354,12 +378,37 @@ func (s *stdioServer) startSession(id string) (*stdioSession, error) {
 	return ss, nil
 }
 
-// release gives back the slot of a reaped process.
-func (s *stdioServer) release() {
+// release gives back the slot of a reaped process of agent.
+func (s *stdioServer) release(agent string) {
 	s.mu.Lock()
 	s.procs--
+	if s.byAgent[agent]--; s.byAgent[agent] <= 0 {
+		delete(s.byAgent, agent)
+	}
 	s.mu.Unlock()
 	s.running.Done()
+}
+
+// errAgentAtCapacity refuses a process to an agent at its own cap.
+var errAgentAtCapacity = errors.New("the agent runs its maximum of processes")
+
+// assertedAgent returns the agent the edge's identity assertion names.
+// The relay verified the assertion before the request got here; "" when
+// there is none.
+func assertedAgent(r *http.Request) string {
+	parts := strings.Split(r.Header.Get(token.AssertionHeader), ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var claims struct {
+		Sub string `json:"sub"`
+	}
+	json.Unmarshal(payload, &claims)
+	return claims.Sub
 }
 
 // forget removes a closing session: its ID is unknown from now on.

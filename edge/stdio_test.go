@@ -68,6 +68,7 @@ func stdioServerBinary(t *testing.T) string {
 // stdioSetup is an edge serving the stdio resource "tools" through
 // connector c1, and an agent's client.
 type stdioSetup struct {
+	v      *env
 	e      *edge.Edge
 	run    *runningConnector
 	client *http.Client
@@ -92,6 +93,7 @@ func stdioEnv(t *testing.T, mod func(*connector.Resource)) *stdioSetup {
 		c.DrainGrace = 300 * time.Millisecond
 	})
 	return &stdioSetup{
+		v:      v,
 		e:      e,
 		run:    rc,
 		client: httpClient(t, v.agentTLS("alice")),
@@ -332,6 +334,28 @@ func TestStdioProcessCap(t *testing.T) {
 	c := connectSession(t, s, nil)
 	if pc := pidOf(t, c); pc == pa || pc == pb {
 		t.Errorf("the new session got process %d of an old one", pc)
+	}
+}
+
+// TestStdioProcessCapPerAgent: with max_processes_per_agent, one agent
+// cannot take every process of a resource; another agent still gets one.
+func TestStdioProcessCapPerAgent(t *testing.T) {
+	s := stdioEnv(t, func(r *connector.Resource) { r.MaxProcesses = 4; r.MaxProcessesPerAgent = 1 })
+	connectSession(t, s, nil)
+	initialize := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25",` +
+		`"capabilities":{},"clientInfo":{"name":"second","version":"1"}}}`
+	resp, body, err := rpc(t, testContext(t), s.client, s.url, initialize, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := checkRPCError(t, resp, body, http.StatusServiceUnavailable, airmcp.CodeUpstreamFailed)
+	if !strings.Contains(msg, "agent spiffe://airlock.local/agent/alice already runs its maximum of 1") {
+		t.Errorf("refusal = %q, want it to name the agent and its cap", msg)
+	}
+	bob := *s
+	bob.client = httpClient(t, s.v.agentTLS("bob"))
+	if got := pidOf(t, connectSession(t, &bob, nil)); got == 0 {
+		t.Error("another agent got no process")
 	}
 }
 
