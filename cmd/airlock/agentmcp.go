@@ -49,6 +49,10 @@ func exitCode(err error) int {
 
 // classify gives an MCP call's error its exit status and says it plainly.
 func classify(err error, timeout time.Duration) error {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return err
+	}
 	if code, msg, ok := agent.Refusal(err); ok {
 		return &exitError{exitDenied, fmt.Errorf("denied (%d): %s", code, msg)}
 	}
@@ -106,28 +110,36 @@ func (f *agentFlags) register(cmd *cobra.Command, output bool) {
 	}
 }
 
-// session opens the profile and an MCP session with resource, and
-// returns a func that closes both.
-func (f *agentFlags) session(
+// run opens the profile and an MCP session with resource, all within
+// --timeout, calls use with the session, and gives what fails its exit
+// status.
+func (f *agentFlags) run(
 	cmd *cobra.Command,
 	g *globalFlags,
 	resource string,
-) (*mcp.ClientSession, func(), error) {
+	use func(ctx context.Context, s *mcp.ClientSession) error,
+) error {
 	logger, err := g.logger()
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	a, err := agent.Open(cmd.Context(), f.profile, agent.Options{Scope: f.scope, Logger: logger})
+	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+	defer cancel()
+	a, err := agent.Open(ctx, f.profile, agent.Options{Scope: f.scope, Logger: logger})
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
+	defer a.Close()
 	impl := &mcp.Implementation{Name: "airlock-agent-cli", Version: version}
-	s, err := a.Connect(cmd.Context(), resource, impl, nil)
+	s, err := a.Connect(ctx, resource, impl, nil)
 	if err != nil {
-		a.Close()
-		return nil, nil, classify(err, f.timeout)
+		return classify(err, f.timeout)
 	}
-	return s, func() { s.Close(); a.Close() }, nil
+	defer s.Close()
+	if err := use(ctx, s); err != nil {
+		return classify(err, f.timeout)
+	}
+	return nil
 }
 
 func newAgentBridgeCmd(g *globalFlags) *cobra.Command {
@@ -242,30 +254,24 @@ func newAgentToolsCmd(g *globalFlags) *cobra.Command {
 		Short: "List the tools of an MCP resource that this agent may use",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-			defer cancel()
-			cmd.SetContext(ctx)
-			s, done, err := f.session(cmd, g, args[0])
-			if err != nil {
-				return err
-			}
-			defer done()
-			var tools []*mcp.Tool
-			for tool, err := range s.Tools(ctx, nil) {
-				if err != nil {
-					return classify(err, f.timeout)
+			return f.run(cmd, g, args[0], func(ctx context.Context, s *mcp.ClientSession) error {
+				var tools []*mcp.Tool
+				for tool, err := range s.Tools(ctx, nil) {
+					if err != nil {
+						return err
+					}
+					tools = append(tools, tool)
 				}
-				tools = append(tools, tool)
-			}
-			w := cmd.OutOrStdout()
-			if f.json {
-				return printJSON(w, tools)
-			}
-			for _, t := range tools {
-				desc, _, _ := strings.Cut(t.Description, "\n")
-				fmt.Fprintf(w, "%-20s %s\n", t.Name, desc)
-			}
-			return nil
+				w := cmd.OutOrStdout()
+				if f.json {
+					return printJSON(w, tools)
+				}
+				for _, t := range tools {
+					desc, _, _ := strings.Cut(t.Description, "\n")
+					fmt.Fprintf(w, "%-20s %s\n", t.Name, desc)
+				}
+				return nil
+			})
 		},
 	}
 	f.register(cmd, true)
@@ -289,32 +295,26 @@ func newAgentCallCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-			defer cancel()
-			cmd.SetContext(ctx)
-			s, done, err := f.session(cmd, g, args[0])
-			if err != nil {
-				return err
-			}
-			defer done()
-			res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: args[1], Arguments: arguments})
-			if err != nil {
-				return classify(err, f.timeout)
-			}
-			if f.json {
-				if err := printJSON(cmd.OutOrStdout(), res); err != nil {
+			return f.run(cmd, g, args[0], func(ctx context.Context, s *mcp.ClientSession) error {
+				res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: args[1], Arguments: arguments})
+				if err != nil {
 					return err
 				}
-			} else if !res.IsError {
-				printContent(cmd.OutOrStdout(), res.Content, res.StructuredContent)
-			}
-			if res.IsError {
-				var text strings.Builder
-				printContent(&text, res.Content, nil)
-				return &exitError{exitFailed, fmt.Errorf("tool %s reported an error: %s",
-					args[1], strings.TrimSpace(text.String()))}
-			}
-			return nil
+				if f.json {
+					if err := printJSON(cmd.OutOrStdout(), res); err != nil {
+						return err
+					}
+				} else if !res.IsError {
+					printContent(cmd.OutOrStdout(), res.Content, res.StructuredContent)
+				}
+				if res.IsError {
+					var text strings.Builder
+					printContent(&text, res.Content, nil)
+					return &exitError{exitFailed, fmt.Errorf("tool %s reported an error: %s",
+						args[1], strings.TrimSpace(text.String()))}
+				}
+				return nil
+			})
 		},
 	}
 	f.register(cmd, true)
@@ -329,33 +329,28 @@ func newAgentReadCmd(g *globalFlags) *cobra.Command {
 		Short: "Read an MCP resource's resource by URI and print it",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-			defer cancel()
-			cmd.SetContext(ctx)
-			s, done, err := f.session(cmd, g, args[0])
-			if err != nil {
-				return err
-			}
-			defer done()
-			res, err := s.ReadResource(ctx, &mcp.ReadResourceParams{URI: args[1]})
-			if err != nil {
-				return classify(err, f.timeout)
-			}
-			w := cmd.OutOrStdout()
-			if f.json {
-				return printJSON(w, res)
-			}
-			for _, c := range res.Contents {
-				if c.Blob != nil {
-					fmt.Fprintf(w, "[%s: %d bytes of %s; --json prints them]\n", c.URI, len(c.Blob), c.MIMEType)
-					continue
+			return f.run(cmd, g, args[0], func(ctx context.Context, s *mcp.ClientSession) error {
+				res, err := s.ReadResource(ctx, &mcp.ReadResourceParams{URI: args[1]})
+				if err != nil {
+					return err
 				}
-				fmt.Fprint(w, c.Text)
-				if !strings.HasSuffix(c.Text, "\n") {
-					fmt.Fprintln(w)
+				w := cmd.OutOrStdout()
+				if f.json {
+					return printJSON(w, res)
 				}
-			}
-			return nil
+				for _, c := range res.Contents {
+					if c.Blob != nil {
+						fmt.Fprintf(w, "[%s: %d bytes of %s; --json prints them]\n",
+							c.URI, len(c.Blob), c.MIMEType)
+						continue
+					}
+					fmt.Fprint(w, c.Text)
+					if !strings.HasSuffix(c.Text, "\n") {
+						fmt.Fprintln(w)
+					}
+				}
+				return nil
+			})
 		},
 	}
 	f.register(cmd, true)
@@ -377,27 +372,21 @@ func newAgentPromptCmd(g *globalFlags) *cobra.Command {
 				}
 				promptArgs[k] = v
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-			defer cancel()
-			cmd.SetContext(ctx)
-			s, done, err := f.session(cmd, g, args[0])
-			if err != nil {
-				return err
-			}
-			defer done()
-			res, err := s.GetPrompt(ctx, &mcp.GetPromptParams{Name: args[1], Arguments: promptArgs})
-			if err != nil {
-				return classify(err, f.timeout)
-			}
-			w := cmd.OutOrStdout()
-			if f.json {
-				return printJSON(w, res)
-			}
-			for _, m := range res.Messages {
-				fmt.Fprintf(w, "%s: ", m.Role)
-				printContent(w, []mcp.Content{m.Content}, nil)
-			}
-			return nil
+			return f.run(cmd, g, args[0], func(ctx context.Context, s *mcp.ClientSession) error {
+				res, err := s.GetPrompt(ctx, &mcp.GetPromptParams{Name: args[1], Arguments: promptArgs})
+				if err != nil {
+					return err
+				}
+				w := cmd.OutOrStdout()
+				if f.json {
+					return printJSON(w, res)
+				}
+				for _, m := range res.Messages {
+					fmt.Fprintf(w, "%s: ", m.Role)
+					printContent(w, []mcp.Content{m.Content}, nil)
+				}
+				return nil
+			})
 		},
 	}
 	f.register(cmd, true)
