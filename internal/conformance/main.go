@@ -18,18 +18,18 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"sort"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/airlockhq/airlock/internal/localrun"
 )
 
 // Pinned versions: the suite's 0.1 line and its newest 0.2 release, and
@@ -131,10 +131,10 @@ func compare(ctx context.Context, cache, node, suite string, stateless bool) (in
 	defer cancel()
 
 	bin := filepath.Join(cache, "bin")
-	serverAddr := freeAddr()
+	serverAddr := localrun.FreeAddr()
 	server := exec.CommandContext(ctx, filepath.Join(bin, "everything-server"),
 		"-http", serverAddr, fmt.Sprintf("-stateless=%t", stateless))
-	if err := start(server, filepath.Join(work, "server.log")); err != nil {
+	if err := localrun.Start(server, filepath.Join(work, "server.log")); err != nil {
 		return 0, err
 	}
 	direct := "http://" + serverAddr + "/mcp"
@@ -181,30 +181,14 @@ func startAirlock(ctx context.Context, airlock, work, upstream string) (string, 
 	if err := os.WriteFile(filepath.Join(policy, "authz.rego"), []byte(allowAll), 0o644); err != nil {
 		return "", err
 	}
-	dev := exec.CommandContext(ctx, airlock, "--log-level", "warn", "dev", "--dir", dir,
-		"--addr", freeAddr(), "--ops-addr", "off", "--upstream", upstream)
-	if err := start(dev, filepath.Join(work, "dev.log")); err != nil {
+	dev, err := localrun.StartDev(ctx, airlock, dir, upstream)
+	if err != nil {
 		return "", err
 	}
-	var info struct {
-		AgentProfile string `json:"agent_profile"`
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		data, err := os.ReadFile(filepath.Join(dir, "dev.json"))
-		if err == nil && json.Unmarshal(data, &info) == nil && info.AgentProfile != "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(work, "dev.log"))
-			return "", fmt.Errorf("airlock dev did not start within 60s:\n%s", log)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	proxyAddr := freeAddr()
+	proxyAddr := localrun.FreeAddr()
 	proxy := exec.CommandContext(ctx, airlock, "--log-level", "warn", "agent", "proxy",
-		"--profile", info.AgentProfile, "--listen", proxyAddr, "--resource", "demo")
-	if err := start(proxy, filepath.Join(work, "proxy.log")); err != nil {
+		"--profile", dev.AgentProfile, "--listen", proxyAddr, "--resource", "demo")
+	if err := localrun.Start(proxy, filepath.Join(work, "proxy.log")); err != nil {
 		return "", err
 	}
 	endpoint := "http://" + proxyAddr + "/mcp/demo"
@@ -296,24 +280,7 @@ func differences(want, got verdicts) []string {
 			out = append(out, fmt.Sprintf("%s: direct %s, through Airlock %s", k, w, g))
 		}
 	}
-	return slices.Clip(out)
-}
-
-// start runs cmd in the background with its output in logFile; it is
-// killed when its context ends.
-func start(cmd *exec.Cmd, logFile string) error {
-	f, err := os.Create(logFile)
-	if err != nil {
-		return err
-	}
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return fmt.Errorf("starting %s: %w", cmd.Path, err)
-	}
-	go func() { cmd.Wait(); f.Close() }()
-	return nil
+	return out
 }
 
 func command(ctx context.Context, dir, name string, args ...string) error {
@@ -341,14 +308,4 @@ func waitHTTP(ctx context.Context, url string) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// freeAddr returns a loopback address with a port free right now.
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

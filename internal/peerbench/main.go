@@ -12,7 +12,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -33,6 +32,7 @@ import (
 
 	"github.com/airlockhq/airlock/agent"
 	"github.com/airlockhq/airlock/examples/demoserver"
+	"github.com/airlockhq/airlock/internal/localrun"
 )
 
 const frpVersion = "v0.65.0"
@@ -133,35 +133,18 @@ func startAirlock(ctx context.Context, cache, work, upstream string) (*target, e
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/airlock").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("building airlock: %v\n%s", err, out)
 	}
-	dir := filepath.Join(work, "dev")
-	dev := exec.CommandContext(ctx, bin, "--log-level", "error", "dev", "--dir", dir,
-		"--addr", freeAddr(), "--ops-addr", "off", "--upstream", upstream)
-	if err := start(dev, filepath.Join(work, "dev.log")); err != nil {
+	dev, err := localrun.StartDev(ctx, bin, filepath.Join(work, "dev"), upstream)
+	if err != nil {
 		return nil, err
 	}
-	var info struct {
-		AgentProfile string            `json:"agent_profile"`
-		Resources    map[string]string `json:"resources"`
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		data, err := os.ReadFile(filepath.Join(dir, "dev.json"))
-		if err == nil && json.Unmarshal(data, &info) == nil && info.AgentProfile != "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("airlock dev did not start within 60s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 	// The example policy lets blob through only to tokens narrowed to it.
-	a, err := agent.Open(ctx, info.AgentProfile,
+	a, err := agent.Open(ctx, dev.AgentProfile,
 		agent.Options{Scope: "mcp:demo mcp:demo:tools/call:blob"})
 	if err != nil {
 		return nil, err
 	}
-	return &target{name: "Airlock", url: info.Resources["demo"], client: a.HTTPClient(),
-		pids: []int{dev.Process.Pid}}, nil
+	return &target{name: "Airlock", url: dev.Resources["demo"], client: a.HTTPClient(),
+		pids: []int{dev.Cmd.Process.Pid}}, nil
 }
 
 // startFRP builds frps and frpc, runs them over QUIC on loopback with a
@@ -228,12 +211,12 @@ hostHeaderRewrite = "127.0.0.1"
 	os.WriteFile(filepath.Join(work, "frps.toml"), []byte(server), 0o644)
 	os.WriteFile(filepath.Join(work, "frpc.toml"), []byte(clientConf), 0o644)
 	s := exec.CommandContext(ctx, frps, "-c", filepath.Join(work, "frps.toml"))
-	if err := start(s, filepath.Join(work, "frps.log")); err != nil {
+	if err := localrun.Start(s, filepath.Join(work, "frps.log")); err != nil {
 		return nil, "frp rows skipped: " + err.Error()
 	}
 	time.Sleep(300 * time.Millisecond)
 	c := exec.CommandContext(ctx, frpc, "-c", filepath.Join(work, "frpc.toml"))
-	if err := start(c, filepath.Join(work, "frpc.log")); err != nil {
+	if err := localrun.Start(c, filepath.Join(work, "frpc.log")); err != nil {
 		return nil, "frp rows skipped: " + err.Error()
 	}
 	pids := []int{s.Process.Pid, c.Process.Pid}
@@ -440,30 +423,6 @@ func serve(h http.Handler) (string, error) {
 	}
 	go (&http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}).Serve(ln)
 	return ln.Addr().String(), nil
-}
-
-func start(cmd *exec.Cmd, logFile string) error {
-	f, err := os.Create(logFile)
-	if err != nil {
-		return err
-	}
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return fmt.Errorf("starting %s: %w", cmd.Path, err)
-	}
-	go func() { cmd.Wait(); f.Close() }()
-	return nil
-}
-
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func runtimeDesc() string {
