@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -289,7 +288,8 @@ func (s *stdioServer) open(
 	msg *message,
 	id string,
 ) (*stdioSession, bool) {
-	agent := assertedAgent(r)
+	// The relay verified the assertion before the request got here.
+	agent := token.AssertedAgent(r.Header.Get(token.AssertionHeader))
 	ss, err := s.startSession(id, agent)
 	switch {
 	case errors.Is(err, errAgentAtCapacity):
@@ -391,25 +391,6 @@ func (s *stdioServer) release(agent string) {
 
 // errAgentAtCapacity refuses a process to an agent at its own cap.
 var errAgentAtCapacity = errors.New("the agent runs its maximum of processes")
-
-// assertedAgent returns the agent the edge's identity assertion names.
-// The relay verified the assertion before the request got here; "" when
-// there is none.
-func assertedAgent(r *http.Request) string {
-	parts := strings.Split(r.Header.Get(token.AssertionHeader), ".")
-	if len(parts) != 3 {
-		return ""
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return ""
-	}
-	var claims struct {
-		Sub string `json:"sub"`
-	}
-	json.Unmarshal(payload, &claims)
-	return claims.Sub
-}
 
 // forget removes a closing session: its ID is unknown from now on.
 func (s *stdioServer) forget(ss *stdioSession) {

@@ -2,7 +2,6 @@ package edge_test
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -59,7 +58,7 @@ func (w *witness) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		} `json:"params"`
 	}
 	if json.Unmarshal(body, &m) == nil && m.Method == "tools/call" {
-		agent := assertedAgent(r.Header.Get(token.AssertionHeader))
+		agent := token.AssertedAgent(r.Header.Get(token.AssertionHeader))
 		w.mu.Lock()
 		w.tool[m.Params.Name]++
 		if m.Params.Name == "echo" {
@@ -68,24 +67,6 @@ func (w *witness) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		w.mu.Unlock()
 	}
 	w.next.ServeHTTP(rw, r)
-}
-
-// assertedAgent reads the subject of an identity assertion. The connector
-// verified it before the request got here.
-func assertedAgent(raw string) string {
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 {
-		return ""
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return ""
-	}
-	var c struct {
-		Sub string `json:"sub"`
-	}
-	json.Unmarshal(payload, &c)
-	return c.Sub
 }
 
 // TestSoak drives 64 agents for -soak (make soak; skipped otherwise)

@@ -359,3 +359,22 @@ func TestReplayCache(t *testing.T) {
 		t.Error("a jti past its window is still remembered")
 	}
 }
+
+func TestAssertedAgent(t *testing.T) {
+	c := &clock{time.Unix(1_800_000_000, 0)}
+	ks := openKeys(t, c, AlgEdDSA)
+	claims := NewAssertion(testIssuer, "spiffe://airlock.local/agent/alice", "demo",
+		RequestDigest{HTTPMethod: "POST", Method: "tools/call", Name: "echo"}, "mcp:demo", c.t)
+	raw, err := ks.Sign(TypAssertion, claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := AssertedAgent(raw); got != "spiffe://airlock.local/agent/alice" {
+		t.Errorf("AssertedAgent = %q", got)
+	}
+	for _, bad := range []string{"", "x.y.z", "e30.e30"} {
+		if got := AssertedAgent(bad); got != "" {
+			t.Errorf("AssertedAgent(%q) = %q, want nothing", bad, got)
+		}
+	}
+}
