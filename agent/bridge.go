@@ -26,8 +26,6 @@ const DefaultMaxMessage = 16 << 20
 const (
 	headerSession  = "Mcp-Session-Id"
 	headerVersion  = "Mcp-Protocol-Version"
-	headerMethod   = "Mcp-Method"
-	headerName     = "Mcp-Name"
 	headerLastID   = "Last-Event-ID"
 	versionHeaders = "2026-07-28" // from this version on, messages carry Mcp-Method
 )
@@ -379,7 +377,7 @@ func (r *relay) setHeaders(h http.Header, env *envelope) {
 	if version < versionHeaders || env.Method == "" {
 		return
 	}
-	h.Set(headerMethod, env.Method)
+	h.Set(mcp.HeaderMethod, env.Method)
 	switch env.Method {
 	case "tools/call", "prompts/get", "resources/read":
 		var p struct {
@@ -391,7 +389,7 @@ func (r *relay) setHeaders(h http.Header, env *envelope) {
 		if env.Method == "resources/read" {
 			name = p.URI
 		}
-		h.Set(headerName, name)
+		h.Set(mcp.HeaderName, name)
 	}
 	if env.Method == "tools/call" {
 		for k, v := range r.params.headers(env.Params) {

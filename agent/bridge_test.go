@@ -201,8 +201,8 @@ func (ss *sessionServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	json.NewDecoder(r.Body).Decode(&m)
 	s := seen{method: r.Method + " " + m.Method, session: r.Header.Get(headerSession),
-		version: r.Header.Get(headerVersion), mcpMethod: r.Header.Get(headerMethod),
-		mcpName: r.Header.Get(headerName), lastID: r.Header.Get(headerLastID),
+		version: r.Header.Get(headerVersion), mcpMethod: r.Header.Get(mcp.HeaderMethod),
+		mcpName: r.Header.Get(mcp.HeaderName), lastID: r.Header.Get(headerLastID),
 		param: r.Header.Get("Mcp-Param-Region")}
 	ss.mu.Lock()
 	ss.seen = append(ss.seen, s)

@@ -28,8 +28,6 @@ import (
 const (
 	headerSession   = "Mcp-Session-Id"
 	headerRequestID = "Airlock-Request-Id"
-	headerMCPMethod = "Mcp-Method"
-	headerMCPName   = "Mcp-Name"
 	// maxSessionIDLen bounds the session IDs the edge remembers.
 	maxSessionIDLen = 256
 )
