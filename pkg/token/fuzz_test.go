@@ -1,6 +1,7 @@
 package token
 
 import (
+	"crypto/x509"
 	"strings"
 	"testing"
 	"time"
@@ -36,14 +37,7 @@ func FuzzParseScope(f *testing.F) {
 // never accept one that is not the valid token. The corpus is in
 // testdata/fuzz/FuzzVerifyAccess.
 func FuzzVerifyAccess(f *testing.F) {
-	c := &clock{time.Unix(1_800_000_000, 0)}
-	ks := openKeysB(f, c, AlgEdDSA)
-	cert := testCert(f, "alice")
-	v := &Verifier{Keys: ks, Issuer: testIssuer, MaxLifetime: 15 * time.Minute, Leeway: 30 * time.Second, Now: c.now}
-	good, err := ks.Sign(TypAccess, goodAccessClaims(c, cert))
-	if err != nil {
-		f.Fatal(err)
-	}
+	v, cert, good := signedAccess(f)
 	if _, err := v.VerifyAccess(good, testAudience, cert); err != nil {
 		f.Fatalf("the valid token is refused: %v", err)
 	}
@@ -67,14 +61,7 @@ func FuzzVerifyAccess(f *testing.F) {
 // decoding drops carried the same signed bytes, so another string passed
 // as the same token.
 func TestVerifyAccessRefusesNonCanonicalBase64(t *testing.T) {
-	c := &clock{time.Unix(1_800_000_000, 0)}
-	ks := openKeys(t, c, AlgEdDSA)
-	cert := testCert(t, "alice")
-	v := &Verifier{Keys: ks, Issuer: testIssuer, MaxLifetime: 15 * time.Minute, Leeway: 30 * time.Second, Now: c.now}
-	good, err := ks.Sign(TypAccess, goodAccessClaims(c, cert))
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, cert, good := signedAccess(t)
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 	last := strings.IndexByte(alphabet, good[len(good)-1])
 	// An Ed25519 signature is 64 bytes, 86 characters: the last one's
@@ -83,4 +70,19 @@ func TestVerifyAccessRefusesNonCanonicalBase64(t *testing.T) {
 	if _, err := v.VerifyAccess(twin, testAudience, cert); err == nil {
 		t.Errorf("VerifyAccess accepted %q, a second spelling of the signed token", twin)
 	}
+}
+
+// signedAccess returns a verifier, a certificate and a valid EdDSA access
+// token bound to it.
+func signedAccess(tb testing.TB) (*Verifier, *x509.Certificate, string) {
+	tb.Helper()
+	c := &clock{time.Unix(1_800_000_000, 0)}
+	ks := openKeysB(tb, c, AlgEdDSA)
+	cert := testCert(tb, "alice")
+	v := &Verifier{Keys: ks, Issuer: testIssuer, MaxLifetime: 15 * time.Minute, Leeway: 30 * time.Second, Now: c.now}
+	good, err := ks.Sign(TypAccess, goodAccessClaims(c, cert))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return v, cert, good
 }
