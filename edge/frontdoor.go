@@ -98,6 +98,13 @@ func (e *Edge) newOpsServer() *http.Server {
 // no cleaning, no decoding of %2f, so that /mcp/../x or /mcp/a%2fb name no
 // resource.
 func (e *Edge) route(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
+		// A chunked HTTP/1.1 request may also have carried a
+		// Content-Length, which the server drops before we see it: the
+		// mark of a smuggling attempt. Whatever follows its body on the
+		// connection is not read as another request (RFC 9112, 6.1).
+		w.Header().Set("Connection", "close")
+	}
 	switch {
 	case r.URL.Path == "/healthz":
 		e.healthz(w, r)
@@ -180,13 +187,6 @@ func (e *Edge) serveMCP(w http.ResponseWriter, r *http.Request) {
 	x := &exchange{id: newRequestID(), start: time.Now(), resource: "-"}
 	w.Header().Set(headerRequestID, x.id)
 	defer e.observe(r, x)
-	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
-		// A chunked HTTP/1.1 request may also have carried a
-		// Content-Length, which the server drops before we see it: the
-		// mark of a smuggling attempt. Whatever follows its body on the
-		// connection is not read as another request (RFC 9112, 6.1).
-		w.Header().Set("Connection", "close")
-	}
 
 	if !e.authenticate(w, r, x) {
 		return
