@@ -1,7 +1,6 @@
 package edge_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -22,7 +21,6 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-	"github.com/open-policy-agent/opa/v1/bundle"
 
 	"github.com/airlockhq/airlock/connector"
 	"github.com/airlockhq/airlock/edge"
@@ -30,6 +28,8 @@ import (
 	"github.com/airlockhq/airlock/pkg/audit"
 	"github.com/airlockhq/airlock/pkg/plugin"
 	"github.com/airlockhq/airlock/pkg/token"
+
+	"github.com/airlockhq/airlock/internal/policytest"
 )
 
 // examplePolicy copies examples/policy into the edge's policy folder.
@@ -358,19 +358,8 @@ func TestPluginVetoesThroughTheChain(t *testing.T) {
 func TestPolicyFromSignedBundleServer(t *testing.T) {
 	key, _ := rsa.GenerateKey(rand.Reader, 2048)
 	sign := func(tool string) []byte {
-		b := bundle.Bundle{Data: map[string]any{}, Modules: []bundle.ModuleFile{{
-			URL: "/authz.rego", Path: "/authz.rego",
-			Raw: []byte("package airlock.authz\n\nallow if input.mcp.kind != \"request\"\n\nallow if input.mcp.method != \"tools/call\"\n\nallow if input.mcp.tool == \"" + tool + "\"\n"),
-		}}}
-		pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
-		if err := b.GenerateSignature(bundle.NewSigningConfig(string(pemKey), "RS256", ""), "airlock", false); err != nil {
-			t.Fatal(err)
-		}
-		var buf bytes.Buffer
-		if err := bundle.NewWriter(&buf).Write(b); err != nil {
-			t.Fatal(err)
-		}
-		return buf.Bytes()
+		return policytest.SignedBundle(t, "package airlock.authz\n\nallow if input.mcp.kind != \"request\"\n\n"+
+			"allow if input.mcp.method != \"tools/call\"\n\nallow if input.mcp.tool == \""+tool+"\"\n", key)
 	}
 	var served atomic.Value
 	served.Store(sign("echo"))

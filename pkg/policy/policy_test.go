@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/bundle"
+
+	"github.com/airlockhq/airlock/internal/policytest"
 )
 
 const basePolicy = `package airlock.authz
@@ -314,23 +316,7 @@ func TestReloadRefusesFailingTests(t *testing.T) {
 
 // signedBundle returns a bundle whose policy allows tool, signed with key.
 func signedBundle(t *testing.T, tool string, key *rsa.PrivateKey) []byte {
-	t.Helper()
-	b := bundle.Bundle{
-		Data: map[string]any{},
-		Modules: []bundle.ModuleFile{{
-			URL: "/authz.rego", Path: "/authz.rego",
-			Raw: []byte("package airlock.authz\n\nallow if input.mcp.tool == \"" + tool + "\"\n"),
-		}},
-	}
-	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
-	if err := b.GenerateSignature(bundle.NewSigningConfig(string(pemKey), "RS256", ""), "airlock", false); err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := bundle.NewWriter(&buf).Write(b); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return policytest.SignedBundle(t, "package airlock.authz\n\nallow if input.mcp.tool == \""+tool+"\"\n", key)
 }
 
 func TestFetchSignedBundle(t *testing.T) {
