@@ -14,12 +14,12 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/airlockhq/airlock/certs/enroll"
 	"github.com/airlockhq/airlock/pkg/logkey"
@@ -57,18 +57,14 @@ func Open(ctx context.Context, dir string, opts Options) (*Agent, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	h, err := enroll.Load(dir)
+	h, renewed, err := enroll.LoadCurrent(ctx, dir)
+	if errors.Is(err, enroll.ErrExpired) {
+		return nil, fmt.Errorf("agent profile %s: %w", dir, err)
+	}
 	if err != nil {
 		return nil, err
 	}
-	leaf := h.Credential().Leaf()
-	if time.Now().After(leaf.NotAfter) {
-		return nil, fmt.Errorf("agent profile %s: %w", dir, enroll.ErrExpired)
-	}
-	if time.Now().After(enroll.RenewAt(leaf, 0)) {
-		if err := h.Renew(ctx); err != nil {
-			return nil, fmt.Errorf("renewing the due certificate of %s: %w", h.Identity(), err)
-		}
+	if renewed {
 		logger.Info("renewed the agent certificate",
 			logkey.CertNotAfter, h.Credential().Leaf().NotAfter)
 	}

@@ -1,6 +1,7 @@
 package enroll
 
 import (
+	"context"
 	"crypto"
 	"crypto/x509"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/airlockhq/airlock/certs"
 )
@@ -72,6 +74,28 @@ func Load(dir string) (*Holder, error) {
 		return nil, fmt.Errorf("loading credential from %s: %w", dir, err)
 	}
 	return newHolder(dir, rec.EdgeURL, id, cred, bundle), nil
+}
+
+// LoadCurrent is [Load] for a program about to use the credential: it
+// renews a certificate that is due ([RenewAt]) before it returns, and
+// reports whether it did, so that an agent that only ever runs short
+// commands keeps a fresh certificate too. An expired certificate is
+// [ErrExpired]: renewal needs a valid one.
+func LoadCurrent(ctx context.Context, dir string) (h *Holder, renewed bool, err error) {
+	if h, err = Load(dir); err != nil {
+		return nil, false, err
+	}
+	leaf := h.Credential().Leaf()
+	if time.Now().After(leaf.NotAfter) {
+		return nil, false, ErrExpired
+	}
+	if time.Now().Before(RenewAt(leaf, 0)) {
+		return h, false, nil
+	}
+	if err := h.Renew(ctx); err != nil {
+		return nil, false, fmt.Errorf("renewing the due certificate of %s: %w", h.Identity(), err)
+	}
+	return h, true, nil
 }
 
 // readFile reads file, explaining a missing one.

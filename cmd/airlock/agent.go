@@ -180,21 +180,13 @@ func newAgentTokenCmd() *cobra.Command {
 }
 
 // loadAgent opens an agent profile for a command that talks to the edge,
-// renewing the certificate first when it is due, so that an agent that
-// only ever runs short commands keeps a fresh certificate too.
+// renewing the certificate first when it is due.
 func loadAgent(cmd *cobra.Command, profile string) (*enroll.Holder, error) {
-	h, err := enroll.Load(profile)
+	h, renewed, err := enroll.LoadCurrent(cmd.Context(), profile)
 	if err != nil {
 		return nil, err
 	}
-	leaf := h.Credential().Leaf()
-	if time.Now().After(leaf.NotAfter) {
-		return nil, enroll.ErrExpired
-	}
-	if time.Now().After(enroll.RenewAt(leaf, 0)) {
-		if err := h.Renew(cmd.Context()); err != nil {
-			return nil, fmt.Errorf("renewing the due certificate of %s: %w", h.Identity(), err)
-		}
+	if renewed {
 		fmt.Fprintf(cmd.ErrOrStderr(), "renewed %s until %s\n", h.Identity(),
 			h.Credential().Leaf().NotAfter.Format(time.RFC3339))
 	}
