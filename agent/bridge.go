@@ -74,7 +74,6 @@ type relay struct {
 	mu        sync.Mutex
 	session   string
 	version   string
-	initID    string                        // id of the initialize request in flight
 	listening bool                          // the standing GET stream is open
 	inflight  map[string]context.CancelFunc // requests by compact id
 }
@@ -237,11 +236,6 @@ func (r *relay) handle(
 		return
 	}
 	if !env.isRequest() || env.Method == "initialize" {
-		if env.Method == "initialize" {
-			r.mu.Lock()
-			r.initID = string(compact(env.ID))
-			r.mu.Unlock()
-		}
 		r.post(ctx, line, &env)
 		switch env.Method {
 		case "notifications/initialized":
@@ -704,7 +698,7 @@ func (r *relay) learn(method string, result json.RawMessage) {
 	}
 	json.Unmarshal(result, &init)
 	r.mu.Lock()
-	r.version, r.initID = init.Version, ""
+	r.version = init.Version
 	r.mu.Unlock()
 }
 
