@@ -119,6 +119,7 @@ func (r *running) start() error {
 		SecureConfig:     &hplugin.SecureConfig{Checksum: sum, Hash: sha256.New()},
 		AllowedProtocols: []hplugin.Protocol{hplugin.ProtocolGRPC},
 		AutoMTLS:         true,
+		GRPCDialOptions:  dialOptions,
 		Logger:           hclog.New(&hclog.LoggerOptions{Output: io.Discard, Level: hclog.Off}),
 		SyncStderr:       &logWriter{logger: r.logger},
 		StartTimeout:     5 * time.Second,
@@ -176,6 +177,7 @@ func (r *running) conn() (*client, Description, error) {
 		return r.rpc, r.desc, nil
 	}
 	if r.client != nil {
+		r.rpc.close()
 		r.client.Kill()
 		r.client, r.rpc = nil, nil
 		r.downErr = errRestarting
@@ -222,6 +224,7 @@ func (r *running) failed(c *client, timedOut bool, err error) {
 	r.retryAt = time.Now().Add(r.backoff)
 	r.mu.Unlock()
 	r.logger.Error("plugin missed its deadline; killing it", logkey.Error, err)
+	c.close()
 	go cl.Kill()
 }
 
@@ -259,11 +262,11 @@ func (h *Host) Enrich(ctx context.Context, input map[string]any) (map[string]any
 		if err == nil && !desc.Enrich {
 			continue
 		}
-		var resp enrichResponse
+		var resp *laneResponse
 		late := false
 		if err == nil {
 			cctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
-			err = c.call(cctx, "Enrich", &enrichRequest{Input: input}, &resp)
+			resp, err = c.exchange(cctx, &laneRequest{Method: "Enrich", Input: input})
 			late = timedOut(cctx, err)
 			cancel()
 		}
@@ -289,7 +292,11 @@ func (h *Host) Decide(ctx context.Context, input map[string]any, policy PolicyDe
 		late := false
 		if err == nil {
 			cctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
-			err = c.call(cctx, "Decide", &decideRequest{Input: input, Policy: policy}, &v)
+			var resp *laneResponse
+			resp, err = c.exchange(cctx, &laneRequest{Method: "Decide", Input: input, Policy: policy})
+			if err == nil && resp.Verdict != nil {
+				v = *resp.Verdict
+			}
 			late = timedOut(cctx, err)
 			cancel()
 		}
@@ -339,6 +346,7 @@ func (h *Host) Close() {
 		r.mu.Lock()
 		r.closed = true
 		if r.client != nil {
+			r.rpc.close()
 			r.client.Kill()
 		}
 		r.client, r.rpc = nil, nil

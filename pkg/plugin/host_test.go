@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -80,6 +81,54 @@ func TestVerdicts(t *testing.T) {
 	attrs, err := h.Enrich(ctx, callInput("echo", nil))
 	if err != nil || attrs["faulty"].(map[string]any)["team"] != "blue" {
 		t.Errorf("Enrich() = %v, %v", attrs, err)
+	}
+}
+
+// TestLanesCarryConcurrentCalls runs many calls at once: each gets its
+// own answer, never another call's, and the lanes opened for them are
+// kept for the next calls. A plugin's error answer is a deny that leaves
+// its lane usable; the plugin's context carries the edge's deadline.
+func TestLanesCarryConcurrentCalls(t *testing.T) {
+	h := startHost(t, config(t, "faulty"))
+	ctx := t.Context()
+	const agents, calls = 32, 20
+	var wg sync.WaitGroup
+	errs := make(chan string, agents*calls)
+	for a := range agents {
+		wg.Go(func() {
+			for i := range calls {
+				said := fmt.Sprintf("agent %d call %d", a, i)
+				o := h.Decide(ctx, callInput("say "+said, nil), PolicyDecision{Allow: true})
+				if want := said + " (plugin faulty)"; o.Reason != want {
+					errs <- fmt.Sprintf("Decide(say %s) = %+v, want reason %q", said, o, want)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	c := h.plugins[0].current()
+	c.mu.Lock()
+	idle := len(c.idle)
+	c.mu.Unlock()
+	if idle < 2 || idle > maxIdleLanes {
+		t.Errorf("%d idle lanes after %d concurrent callers, want between 2 and %d", idle, agents, maxIdleLanes)
+	}
+
+	o := h.Decide(ctx, callInput("error", nil), PolicyDecision{Allow: true})
+	if !o.Denied || !strings.Contains(o.Reason, "plugin faulty failed") {
+		t.Errorf("Decide(error) = %+v, want a deny", o)
+	}
+	if h.plugins[0].current() != c {
+		t.Error("a plugin that answered with an error was replaced")
+	}
+	o = h.Decide(ctx, callInput("deadline", nil), PolicyDecision{Allow: true})
+	var left int
+	if _, err := fmt.Sscanf(o.Reason, "deadline in %d ms", &left); err != nil || left <= 0 || left > 250 {
+		t.Errorf("Decide(deadline) = %+v, want the plugin to see the 250 ms deadline", o)
 	}
 }
 

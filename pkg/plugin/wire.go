@@ -16,6 +16,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"sync"
 
 	hplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -26,7 +27,7 @@ import (
 // a plugin built for another protocol version, or a program that is not
 // a plugin at all, is refused.
 var Handshake = hplugin.HandshakeConfig{
-	ProtocolVersion:  1,
+	ProtocolVersion:  2,
 	MagicCookieKey:   "AIRLOCK_PLUGIN",
 	MagicCookieValue: "policy-v1",
 }
@@ -68,19 +69,6 @@ type Verdict struct {
 
 type empty struct{}
 
-type enrichRequest struct {
-	Input map[string]any `json:"input"`
-}
-
-type enrichResponse struct {
-	Context map[string]any `json:"context"`
-}
-
-type decideRequest struct {
-	Input  map[string]any `json:"input"`
-	Policy PolicyDecision `json:"policy"`
-}
-
 // jsonCodec carries the messages as JSON: the plugin protocol is small and
 // its messages are documents already, so no generated protobuf code is
 // needed on either side.
@@ -118,34 +106,32 @@ var serviceDesc = grpc.ServiceDesc{
 			}
 			return srv.(impl).Describe(ctx)
 		}},
-		{MethodName: "Enrich", Handler: func(
-			srv any,
-			ctx context.Context,
-			dec func(any) error,
-			_ grpc.UnaryServerInterceptor,
-		) (any, error) {
-			var req enrichRequest
-			if err := dec(&req); err != nil {
-				return nil, err
-			}
-			attrs, err := srv.(impl).Enrich(ctx, req.Input)
-			return &enrichResponse{Context: attrs}, err
-		}},
-		{MethodName: "Decide", Handler: func(
-			srv any,
-			ctx context.Context,
-			dec func(any) error,
-			_ grpc.UnaryServerInterceptor,
-		) (any, error) {
-			var req decideRequest
-			if err := dec(&req); err != nil {
-				return nil, err
-			}
-			v, err := srv.(impl).Decide(ctx, req.Input, req.Policy)
-			return &v, err
-		}},
 	},
+	Streams: []grpc.StreamDesc{laneDesc},
 }
+
+// The plugin connection carries one small call at a time, so it is tuned
+// for the latency of a call:
+//   - fixed flow-control windows, larger than any message, turn off gRPC's
+//     bandwidth estimator, which otherwise answers data with a ping;
+//   - no retries, since a failed call is a deny and is never sent twice,
+//     which also spares each call the copy kept for a retry;
+//   - on the plugin's side, a worker goroutine kept for streams spares
+//     each call a new goroutine and its stack growth.
+const window = 1 << 20
+
+var (
+	dialOptions = []grpc.DialOption{
+		grpc.WithInitialWindowSize(window),
+		grpc.WithInitialConnWindowSize(window),
+		grpc.WithDisableRetry(),
+	}
+	serverOptions = []grpc.ServerOption{
+		grpc.InitialWindowSize(window),
+		grpc.InitialConnWindowSize(window),
+		grpc.NumStreamWorkers(1),
+	}
+)
 
 // grpcPlugin is the go-plugin glue on both sides.
 type grpcPlugin struct {
@@ -169,6 +155,10 @@ func (p *grpcPlugin) GRPCClient(
 // client calls a plugin process.
 type client struct {
 	conn *grpc.ClientConn
+
+	mu     sync.Mutex
+	idle   []*lane // lanes ready for a call
+	closed bool
 }
 
 func (c *client) call(ctx context.Context, method string, req, resp any) error {
@@ -191,10 +181,8 @@ func Serve(p Plugin) {
 	hplugin.Serve(&hplugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         hplugin.PluginSet{pluginName: &grpcPlugin{impl: adapter{p}}},
-		// A worker goroutine kept for streams spares each call a new
-		// goroutine and its stack growth.
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			return grpc.NewServer(append(opts, grpc.NumStreamWorkers(1))...)
+			return grpc.NewServer(append(opts, serverOptions...)...)
 		},
 	})
 }
