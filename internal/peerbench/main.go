@@ -1,17 +1,24 @@
 // Command peerbench measures Airlock against its peers on one machine, in
 // one run, on the same upstream (the demo MCP server, stateless, its echo
 // tool): directly; through Airlock (agent mTLS and access token, policy
-// and audit, QUIC tunnel, connector); through a plain Go reverse proxy
+// and audit, QUIC tunnel, connector; edge and connector each their own
+// process, set up as in production); through a plain Go reverse proxy
 // (the floor for any proxy); and through frp v0.65.0 over QUIC, as a
 // plain port forward and in its HTTP mode. frp is built from a throwaway
 // module in the cache folder; where it cannot be built the frp rows are
 // skipped with a note. Everything listens on loopback. `make bench` runs
 // it after `airlock bench`.
+//
+// Beyond calls it measures open MCP sessions (memory per session, and
+// 10,000 concurrent SSE streams on one edge), the time to the first good
+// call after a crashed connector or edge starts again, and the memory of
+// idle tunnels. Every row prints whether it passed.
 package main
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -30,12 +37,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/airlockhq/airlock/agent"
 	"github.com/airlockhq/airlock/examples/demoserver"
-	"github.com/airlockhq/airlock/internal/localrun"
 )
-
-const frpVersion = "v0.65.0"
 
 func main() {
 	cache := flag.String("cache", defaultCache(), "folder for the built programs")
@@ -62,7 +65,14 @@ type target struct {
 	url    string
 	host   string // Host header, for frp's HTTP mode
 	client *http.Client
-	pids   []int // processes that carry its traffic, besides this one
+	pids   func() []int // processes that carry its traffic, besides this one
+}
+
+func (t *target) processes() []int {
+	if t.pids == nil {
+		return nil
+	}
+	return t.pids()
 }
 
 func run(ctx context.Context, cache string, d time.Duration) error {
@@ -89,14 +99,23 @@ func run(ctx context.Context, cache string, d time.Duration) error {
 	}
 	targets = append(targets, &target{name: "Go reverse proxy", url: "http://" + proxied + "/mcp", client: plain})
 
-	air, err := startAirlock(ctx, cache, work, directURL)
+	sessionsSrv := newSessionServer()
+	sessions, err := serve(sessionsSrv.handler)
 	if err != nil {
 		return err
 	}
-	targets = append(targets, air)
+	sessionsURL := "http://" + sessions + "/mcp"
+	air, err := startAirlock(ctx, cache, work, directURL, sessionsURL)
+	if err != nil {
+		return err
+	}
+	defer air.close()
+	targets = append(targets, air.target())
 
-	frp, note := startFRP(ctx, cache, work, direct, plain)
-	targets = append(targets, frp...)
+	frp, note := startFRP(ctx, cache, work, direct, sessions)
+	if frp != nil {
+		targets = append(targets, frp.targets(plain)...)
+	}
 
 	fmt.Printf("peerbench: %s, %d CPUs, %s per throughput run\n", runtimeDesc(), numCPU(), d)
 	if note != "" {
@@ -117,124 +136,19 @@ func run(ctx context.Context, cache string, d time.Duration) error {
 		}
 	}
 	printTable(rows)
+	more := measureMore(ctx, air, frp, sessionsSrv, targets[2], plain)
+	more.print()
+	failed := failedRows(rows) + more.failed()
+	fmt.Printf("peerbench: %d passed, %d failed\n", len(rows)+more.rows()-failed, failed)
 	for _, r := range rows {
 		if r.failed > 0 {
 			return fmt.Errorf("%s: %d calls failed", r.name, r.failed)
 		}
 	}
+	if failed > 0 {
+		return errors.New("some rows failed; see above")
+	}
 	return nil
-}
-
-// startAirlock runs `airlock dev` with the upstream as its demo resource
-// (the example policy grants dev-agent echo: policy and audit run on
-// every call) and returns a target with the agent's credentials.
-func startAirlock(ctx context.Context, cache, work, upstream string) (*target, error) {
-	bin := filepath.Join(cache, "bin", "airlock")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/airlock").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building airlock: %v\n%s", err, out)
-	}
-	dev, err := localrun.StartDev(ctx, bin, filepath.Join(work, "dev"), upstream)
-	if err != nil {
-		return nil, err
-	}
-	// The example policy lets blob through only to tokens narrowed to it.
-	a, err := agent.Open(ctx, dev.AgentProfile,
-		agent.Options{Scope: "mcp:demo mcp:demo:tools/call:blob"})
-	if err != nil {
-		return nil, err
-	}
-	return &target{name: "Airlock", url: dev.Resources["demo"], client: a.HTTPClient(),
-		pids: []int{dev.Cmd.Process.Pid}}, nil
-}
-
-// startFRP builds frps and frpc, runs them over QUIC on loopback with a
-// TCP forward and an HTTP proxy to the upstream, and returns the two
-// targets; or none and why.
-func startFRP(ctx context.Context, cache, work, upstream string, client *http.Client) ([]*target, string) {
-	bin := filepath.Join(cache, "frp-"+frpVersion)
-	frps, frpc := filepath.Join(bin, "frps"), filepath.Join(bin, "frpc")
-	if _, err := os.Stat(frpc); err != nil {
-		mod := filepath.Join(cache, "frp-module")
-		os.MkdirAll(mod, 0o755)
-		steps := [][]string{
-			{"go", "mod", "init", "frpbuild"},
-			{"go", "get", "github.com/fatedier/frp/cmd/frps@" + frpVersion, "github.com/fatedier/frp/cmd/frpc@" + frpVersion},
-			{"go", "build", "-o", frps, "github.com/fatedier/frp/cmd/frps"},
-			{"go", "build", "-o", frpc, "github.com/fatedier/frp/cmd/frpc"},
-		}
-		os.Remove(filepath.Join(mod, "go.mod"))
-		for _, s := range steps {
-			cmd := exec.CommandContext(ctx, s[0], s[1:]...)
-			cmd.Dir = mod
-			if out, err := cmd.CombinedOutput(); err != nil {
-				return nil, fmt.Sprintf("frp rows skipped: %s: %v %.300s", strings.Join(s, " "), err, out)
-			}
-		}
-	}
-	_, upPort, _ := net.SplitHostPort(upstream)
-	// frps refuses remote ports it finds in use on any address, which
-	// ports from the kernel's ephemeral range often are: pick lower ones.
-	ports := map[string]string{}
-	next := 20000 + os.Getpid()%5000
-	for _, k := range []string{"bind", "quic", "vhost", "remote"} {
-		for ; ; next++ {
-			if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(next)); err == nil {
-				ln.Close()
-				break
-			}
-		}
-		ports[k] = strconv.Itoa(next)
-		next++
-	}
-	server := fmt.Sprintf("bindAddr = \"127.0.0.1\"\nproxyBindAddr = \"127.0.0.1\"\n"+
-		"bindPort = %s\nquicBindPort = %s\nvhostHTTPPort = %s\n",
-		ports["bind"], ports["quic"], ports["vhost"])
-	clientConf := fmt.Sprintf(`serverAddr = "127.0.0.1"
-serverPort = %s
-transport.protocol = "quic"
-
-[[proxies]]
-name = "mcp-tcp"
-type = "tcp"
-localIP = "127.0.0.1"
-localPort = %s
-remotePort = %s
-
-[[proxies]]
-name = "mcp-http"
-type = "http"
-localIP = "127.0.0.1"
-localPort = %s
-customDomains = ["mcp.frp"]
-hostHeaderRewrite = "127.0.0.1"
-`, ports["quic"], upPort, ports["remote"], upPort)
-	os.WriteFile(filepath.Join(work, "frps.toml"), []byte(server), 0o644)
-	os.WriteFile(filepath.Join(work, "frpc.toml"), []byte(clientConf), 0o644)
-	s := exec.CommandContext(ctx, frps, "-c", filepath.Join(work, "frps.toml"))
-	if err := localrun.Start(s, filepath.Join(work, "frps.log")); err != nil {
-		return nil, "frp rows skipped: " + err.Error()
-	}
-	time.Sleep(300 * time.Millisecond)
-	c := exec.CommandContext(ctx, frpc, "-c", filepath.Join(work, "frpc.toml"))
-	if err := localrun.Start(c, filepath.Join(work, "frpc.log")); err != nil {
-		return nil, "frp rows skipped: " + err.Error()
-	}
-	pids := []int{s.Process.Pid, c.Process.Pid}
-	targets := []*target{
-		{name: "frp QUIC, TCP forward", url: "http://127.0.0.1:" + ports["remote"] + "/mcp", client: client, pids: pids},
-		{name: "frp QUIC, HTTP mode", url: "http://127.0.0.1:" + ports["vhost"] + "/mcp", host: "mcp.frp",
-			client: client, pids: pids},
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for _, t := range targets {
-		for err := call(ctx, t, 0, 0); err != nil; err = call(ctx, t, 0, 0) {
-			if time.Now().After(deadline) {
-				return nil, fmt.Sprintf("frp rows skipped: %s did not answer within 30s: %v", t.name, err)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-	}
-	return targets, ""
 }
 
 // call makes echo call n of client c and checks the answer.
@@ -337,7 +251,7 @@ func measure(ctx context.Context, t *target, d time.Duration) row {
 		}
 	}
 	for i, clients := range concurrency {
-		cpuBefore := cpuOf(t.pids)
+		cpuBefore := cpuOf(t.processes())
 		var done, failed int64
 		var mu sync.Mutex
 		var wg sync.WaitGroup
@@ -362,7 +276,7 @@ func measure(ctx context.Context, t *target, d time.Duration) row {
 		r.rps[i] = float64(done) / d.Seconds()
 		r.failed += int(failed)
 		if clients == 64 && done > 0 {
-			r.cpu = (cpuOf(t.pids) - cpuBefore) / time.Duration(done)
+			r.cpu = (cpuOf(t.processes()) - cpuBefore) / time.Duration(done)
 		}
 	}
 	return r
@@ -378,9 +292,8 @@ func printTable(rows []row) {
 			micros(r.cpu), micros(r.reads[0])/1e3, micros(r.reads[1])/1e3)
 	}
 	fmt.Println("\n* CPU per call at 64 clients of the processes that carry the target's traffic " +
-		"besides the load generator and the upstream (airlock dev: edge and connector; frps and frpc); " +
+		"besides the load generator and the upstream (the edge and connector processes; frps and frpc); " +
 		"0 for targets in this process.")
-	fmt.Printf("peerbench: %d passed, %d failed\n", len(rows)-failedRows(rows), failedRows(rows))
 }
 
 func failedRows(rows []row) int {
