@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock/agent"
+	"github.com/airlockhq/airlock/certs/enroll"
 	"github.com/airlockhq/airlock/internal/localrun"
 )
 
@@ -26,6 +27,7 @@ type airlockRun struct {
 	addr     string // the edge's front door (TCP) and tunnel (UDP)
 	edge     *exec.Cmd
 	conns    []*exec.Cmd // connector-1 first, then idle tunnels
+	idle     []string    // config files of the idle connectors
 	agent    *agent.Agent
 	sessions *agent.Agent // unnarrowed, for the sessions resource
 }
@@ -188,9 +190,11 @@ func (a *airlockRun) startMain(ctx context.Context) error {
 	return nil
 }
 
-// addIdleTunnels enrolls and starts n more connector-1 replicas with one
-// tunnel each; they serve nothing the benchmark calls.
-func (a *airlockRun) addIdleTunnels(ctx context.Context, n int) error {
+// enrollIdle enrolls n more connector-1 replicas with one tunnel each,
+// serving the idle resource no one calls: each is started with a join
+// token, and stopped once its credential is on disk. Enrollment is apart
+// from the measurement, since frp has nothing like it.
+func (a *airlockRun) enrollIdle(ctx context.Context, n int) error {
 	for i := range n {
 		dir := filepath.Join(a.dir, "idle-"+strconv.Itoa(i))
 		conf := fmt.Sprintf(`name: connector-1
@@ -210,6 +214,29 @@ resources:
 			return err
 		}
 		c, err := a.startConnector(ctx, file, tok)
+		if err != nil {
+			return err
+		}
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if _, err := os.Stat(enroll.IdentityFile(dir)); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("idle connector %d did not enroll within 30s (see %s.log)", i, file)
+			}
+		}
+		if err := kill(c); err != nil {
+			return err
+		}
+		a.idle = append(a.idle, file)
+	}
+	return nil
+}
+
+// startIdle starts the enrolled idle connectors.
+func (a *airlockRun) startIdle(ctx context.Context) error {
+	for _, file := range a.idle {
+		c, err := a.startConnector(ctx, file, "")
 		if err != nil {
 			return err
 		}

@@ -27,6 +27,7 @@ type frpRun struct {
 	server     *exec.Cmd
 	client     *exec.Cmd
 	idle       []*exec.Cmd // more frpc, one tunnel each, idle
+	idleConf   []string    // their configuration files
 	next       int         // the next port to try
 }
 
@@ -152,9 +153,9 @@ func (f *frpRun) startClient(ctx context.Context) error {
 	return localrun.Start(f.client, filepath.Join(f.dir, "frpc.log"))
 }
 
-// addIdleTunnels starts n more frpc, each with one TCP forward of its own
-// and its own QUIC connection to frps.
-func (f *frpRun) addIdleTunnels(ctx context.Context, n int) error {
+// prepareIdle writes the configuration of n more frpc, each with one TCP
+// forward of its own and its own QUIC connection to frps.
+func (f *frpRun) prepareIdle(_ context.Context, n int) error {
 	for i := range n {
 		conf := f.clientHeader() + fmt.Sprintf(`
 [[proxies]]
@@ -168,6 +169,14 @@ remotePort = %s
 		if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
 			return err
 		}
+		f.idleConf = append(f.idleConf, file)
+	}
+	return nil
+}
+
+// startIdle starts the idle frpc.
+func (f *frpRun) startIdle(ctx context.Context) error {
+	for _, file := range f.idleConf {
 		c := exec.CommandContext(ctx, f.frpc, "-c", file)
 		if err := localrun.Start(c, file+".log"); err != nil {
 			return err

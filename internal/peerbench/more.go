@@ -86,10 +86,10 @@ func measureMore(ctx context.Context, air *airlockRun, frp *frpRun, srv *session
 	}
 
 	m.tunnels = append(m.tunnels, measureIdleTunnels(ctx, "Airlock", func() []int { return []int{pid(air.edge)} },
-		idleTunnelsN, air.addIdleTunnels, func() []int { return pids(air.conns[1:]) }))
+		idleTunnelsN, air.enrollIdle, air.startIdle, func() []int { return pids(air.conns[1:]) }))
 	if frp != nil {
 		m.tunnels = append(m.tunnels, measureIdleTunnels(ctx, "frp QUIC", func() []int { return []int{pid(frp.server)} },
-			idleTunnelsN, frp.addIdleTunnels, func() []int { return pids(frp.idle) }))
+			idleTunnelsN, frp.prepareIdle, frp.startIdle, func() []int { return pids(frp.idle) }))
 	}
 	return m
 }
@@ -127,7 +127,7 @@ func (m moreRows) print() {
 	for _, r := range m.sessions {
 		r.print()
 	}
-	fmt.Println("* growth of the resident memory of the processes that carry the sessions " +
+	fmt.Println("* growth of the private resident memory (RssAnon) of the processes that carry the sessions " +
 		"(edge and connector; frps and frpc), divided by the sessions.")
 	s := m.streams
 	fmt.Printf("\n%d concurrent SSE streams through one Airlock edge:\n", s.n)
@@ -143,8 +143,9 @@ func (m moreRows) print() {
 		fmt.Printf("%-24s %16.0fms %16.0fms\n", r.name, millis(r.connector), millis(r.edge))
 	}
 
-	fmt.Printf("\nIdle tunnels (%d more, each its own connector or frpc process)\n", idleTunnelsN)
-	fmt.Printf("%-24s %26s %22s\n", "target", "edge (frps) memory/tunnel", "connector (frpc) RSS")
+	fmt.Printf("\nIdle tunnels (%d more, each its own connector or frpc process; private resident memory)\n",
+		idleTunnelsN)
+	fmt.Printf("%-24s %26s %22s\n", "target", "edge (frps) memory/tunnel", "connector (frpc) memory")
 	for _, r := range m.tunnels {
 		if r.err != nil {
 			fmt.Printf("%-24s FAILED: %v\n", r.name, r.err)

@@ -63,13 +63,18 @@ type tunnelsRow struct {
 // before the memory is read.
 const idleTunnelSettle = 3 * time.Second
 
-// measureIdleTunnels starts n idle tunnel clients and measures what they
-// cost the server they connect to, and each of them.
+// measureIdleTunnels prepares n idle tunnel clients, starts them, and
+// measures what they cost the server they connect to, and each of them.
 func measureIdleTunnels(ctx context.Context, name string, server func() []int, n int,
-	add func(context.Context, int) error, clients func() []int) tunnelsRow {
+	prepare func(context.Context, int) error, start func(context.Context) error,
+	clients func() []int) tunnelsRow {
 	r := tunnelsRow{name: name, n: n}
+	if r.err = prepare(ctx, n); r.err != nil {
+		return r
+	}
+	time.Sleep(idleTunnelSettle)
 	before := rssOf(server())
-	if r.err = add(ctx, n); r.err != nil {
+	if r.err = start(ctx); r.err != nil {
 		return r
 	}
 	time.Sleep(idleTunnelSettle)

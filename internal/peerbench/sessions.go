@@ -204,8 +204,9 @@ func measureSessions(ctx context.Context, name string, c *sessionClient, pids fu
 // ok reports whether every session opened and heard the broadcast.
 func (r sessionsRow) ok() bool { return r.failed == 0 && r.heard == int64(r.n) }
 
-// rssOf returns the resident memory of the processes, in bytes (Linux;
-// 0 elsewhere).
+// rssOf returns the private resident memory of the processes (RssAnon:
+// heap, stacks and the runtime's own; not the pages of the program file,
+// which processes of one program share), in bytes (Linux; 0 elsewhere).
 func rssOf(pids []int) int64 {
 	var total int64
 	for _, pid := range pids {
@@ -214,7 +215,7 @@ func rssOf(pids []int) int64 {
 			continue
 		}
 		for line := range strings.Lines(string(data)) {
-			if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			if rest, ok := strings.CutPrefix(line, "RssAnon:"); ok {
 				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 				total += kb << 10
 			}
