@@ -26,6 +26,7 @@ import (
 	"github.com/airlockhq/airlock/edge"
 	"github.com/airlockhq/airlock/examples/demoserver"
 	"github.com/airlockhq/airlock/pkg/audit"
+	airmcp "github.com/airlockhq/airlock/pkg/mcp"
 	"github.com/airlockhq/airlock/pkg/plugin"
 	"github.com/airlockhq/airlock/pkg/token"
 
@@ -308,17 +309,29 @@ func TestAuditFailureDenies(t *testing.T) {
 
 // buildPlugin builds a plugin program once per test binary.
 var buildPlugin = sync.OnceValues(func() (string, error) {
+	return buildProgram("../plugins/argguard", "argguard")
+})
+
+// buildFaultyPlugin builds pkg/plugin's test plugin, which crashes, hangs
+// or fails when the tool name says so, once per test binary.
+var buildFaultyPlugin = sync.OnceValues(func() (string, error) {
+	return buildProgram("../pkg/plugin/testdata/faulty", "faulty")
+})
+
+// buildProgram builds the Go program in pkg as name in a new temporary
+// folder and returns its path.
+func buildProgram(pkg, name string) (string, error) {
 	dir, err := os.MkdirTemp("", "airlock-edge-plugins")
 	if err != nil {
 		return "", err
 	}
-	out := filepath.Join(dir, "argguard")
-	cmd := exec.Command("go", "build", "-o", out, "../plugins/argguard")
+	out := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-o", out, pkg)
 	if msg, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building argguard: %v\n%s", err, msg)
+		return "", fmt.Errorf("building %s: %v\n%s", name, err, msg)
 	}
 	return out, nil
-})
+}
 
 func TestPluginVetoesThroughTheChain(t *testing.T) {
 	path, err := buildPlugin()
@@ -353,6 +366,88 @@ func TestPluginVetoesThroughTheChain(t *testing.T) {
 	if last := recs[len(recs)-1]; last.Decision != "deny" || !slices.Contains(last.Plugins, "argguard: deny") {
 		t.Errorf("audit record of the veto = %+v", last)
 	}
+}
+
+// TestFaultsDeny: a policy that fails while evaluating, and a plugin
+// that crashes, hangs, fails or answers without a verdict, deny the
+// request within the deadline; nothing reaches the upstream, and once the
+// plugin is back an ordinary call goes through.
+func TestFaultsDeny(t *testing.T) {
+	path, err := buildFaultyPlugin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := plugin.FileSHA256(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := newEnv(t)
+	// Everything is allowed, but for one tool the policy divides by zero.
+	const rego = `package airlock.authz
+
+allow if not input.mcp.tool == "policy_error"
+
+allow if {
+	input.mcp.tool == "policy_error"
+	1 / count(object.get(input, "nothing", [])) > 0
+}
+`
+	writePolicy(t, v.dataDir, rego)
+	plugins := []plugin.Config{{Name: "faulty", Path: path, SHA256: sum}}
+	e := v.startEdge([]edge.Resource{{Name: "demo", Connectors: []string{"c1"}}},
+		func(c *edge.Config) { c.Plugins = plugins })
+	up := v.startUpstream(true)
+	v.startConnector(e, "c1", []connector.Resource{{Name: "demo", URL: up.url}}, nil)
+	client := httpClient(t, v.agentTLS("alice"))
+	url := mcpURL(e, "demo")
+	ctx := testContext(t)
+
+	tests := []struct {
+		name, tool, reason string
+	}{
+		{"policy evaluation error", "policy_error", "the policy could not decide"},
+		{"plugin crash", "crash", "plugin faulty failed"},
+		{"plugin hang", "hang", "plugin faulty failed"},
+		{"plugin error", "error", "plugin faulty failed"},
+		{"plugin answer without a verdict", "malformed", "no verdict"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Start from a plugin that serves: while it restarts after the
+			// previous case, a call would be denied for that reason instead.
+			waitFor(t, "an ordinary call to go through", func() bool {
+				return oneEcho(t, ctx, client, url, i).ok()
+			})
+			before := up.rec.requests.Load()
+			call := fmt.Sprintf(
+				`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":%q,"arguments":{}}}`,
+				i+1,
+				tt.tool,
+			)
+			start := time.Now()
+			resp, body, err := rpc(t, ctx, client, url, call, nil)
+			took := time.Since(start)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg := checkRPCError(t, resp, body, http.StatusOK, airmcp.CodeDenied)
+			if !strings.Contains(msg, tt.reason) {
+				t.Errorf("denial %q, want it to say %q", msg, tt.reason)
+			}
+			if up.rec.requests.Load() != before {
+				t.Error("the request reached the upstream")
+			}
+			// The plugin's deadline is 250 ms and the policy's 1 s; the
+			// bound leaves room for a loaded machine, not for waiting on a
+			// hung process.
+			if took > 3*time.Second {
+				t.Errorf("the denial took %s", took)
+			}
+		})
+	}
+	waitFor(t, "the plugin to serve again", func() bool {
+		return oneEcho(t, ctx, client, url, 99).ok()
+	})
 }
 
 func TestPolicyFromSignedBundleServer(t *testing.T) {

@@ -63,9 +63,10 @@ type Edge struct {
 	active    *activeRequests
 	seen      *lastSeen
 	ready     atomic.Bool
-	// now is the clock of join-token expiry and token issue; tests
-	// replace it.
-	now func() time.Time
+	// clockOverride, when set (by tests), replaces time.Now as the clock
+	// of join-token expiry, token issue, and the validity of the
+	// certificates agents and connectors present (see now).
+	clockOverride atomic.Pointer[func() time.Time]
 
 	// issuer is the edge's public URL: iss of its tokens, and the base of
 	// every endpoint URL (aud). Fixed by Start.
@@ -173,7 +174,6 @@ func New(cfg Config, logger *slog.Logger) (*Edge, error) {
 		revoked:   revoked,
 		active:    newActiveRequests(),
 		seen:      newLastSeen(st, time.Minute),
-		now:       time.Now,
 		issuer:    strings.TrimRight(cfg.PublicURL, "/"),
 		keys:      keys,
 		policy:    pol,

@@ -6,8 +6,9 @@ import (
 	"time"
 )
 
-// SetClock replaces the clock that join tokens expire by.
-func SetClock(e *Edge, now func() time.Time) { e.now = now }
+// SetClock replaces the edge's clock: join-token expiry, token issue and
+// the validity of presented certificates.
+func SetClock(e *Edge, now func() time.Time) { e.clockOverride.Store(&now) }
 
 // Crash stops e the way a killed process stops: its UDP socket goes
 // first, so no connector hears a CONNECTION_CLOSE; the rest is released

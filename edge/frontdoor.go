@@ -41,6 +41,7 @@ func (e *Edge) frontTLS() *tls.Config {
 		ClientAuth:       tls.VerifyClientCertIfGiven,
 		NextProtos:       []string{"h2", "http/1.1"},
 		VerifyConnection: e.refuseRevoked,
+		Time:             e.now,
 	}
 	return e.withCurrentRoots(base)
 }
@@ -57,6 +58,16 @@ func (e *Edge) withCurrentRoots(base *tls.Config) *tls.Config {
 	}
 	outer.ClientCAs = e.ca.Pool()
 	return outer
+}
+
+// now is the edge's clock: join-token expiry, token issue, and the
+// validity of presented certificates, at every request and (as the TLS
+// configurations' Time) at every handshake. Tests move it.
+func (e *Edge) now() time.Time {
+	if f := e.clockOverride.Load(); f != nil {
+		return (*f)()
+	}
+	return time.Now()
 }
 
 // refuseRevoked fails the handshake of a revoked certificate.
@@ -252,7 +263,7 @@ func (e *Edge) authenticate(w http.ResponseWriter, r *http.Request, x *exchange)
 		x.fail(w, http.StatusUnauthorized, mcp.CodeUnauthenticated, revokedMessage(id, rev))
 		return false
 	}
-	now := time.Now()
+	now := e.now()
 	if now.After(leaf.NotAfter) {
 		x.fail(w, http.StatusUnauthorized, mcp.CodeUnauthenticated,
 			fmt.Sprintf("certificate of %s expired at %s", id, leaf.NotAfter.UTC().Format(time.RFC3339)))

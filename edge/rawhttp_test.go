@@ -111,15 +111,18 @@ func agentToken(t *testing.T, tc *tls.Config, e *edge.Edge) string {
 }
 
 // TestSlowlorisClosed: a client that never finishes its request head is
-// cut off by the header timeout, and meanwhile other agents are served.
+// cut off by the header timeout, and meanwhile other agents are served
+// without waiting for it.
 func TestSlowlorisClosed(t *testing.T) {
+	const headerTimeout = 3 * time.Second
 	v := newEnv(t)
 	e := v.startEdge([]edge.Resource{{Name: "demo", Connectors: []string{"c1"}}},
-		func(c *edge.Config) { c.ReadHeaderTimeout = time.Second })
+		func(c *edge.Config) { c.ReadHeaderTimeout = headerTimeout })
 	up := v.startUpstream(true)
 	v.startConnector(e, "c1", []connector.Resource{{Name: "demo", URL: up.url}}, nil)
 	tc := v.agentTLS("slow").Clone()
 	tc.NextProtos = []string{"http/1.1"}
+	opened := time.Now()
 	var slow []*tls.Conn
 	for range 20 {
 		conn, err := tls.Dial("tcp", e.Addr().String(), tc)
@@ -132,11 +135,20 @@ func TestSlowlorisClosed(t *testing.T) {
 	}
 	client := httpClient(t, v.agentTLS("alice"))
 	ctx := testContext(t)
+	var slowest time.Duration
 	for i := range 20 {
+		start := time.Now()
 		resp, body, err := rpc(t, ctx, client, mcpURL(e, "demo"), echoCall(i, "fast"), nil)
 		if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"text":"fast"`) {
 			t.Fatalf("an agent beside 20 slow clients: %v %s %v", resp, body, err)
 		}
+		slowest = max(slowest, time.Since(start))
+	}
+	// All served while every slow client still held its connection: no
+	// call waited for the header timeout to free the edge.
+	if took := time.Since(opened); took >= headerTimeout {
+		t.Errorf("20 calls beside the slow clients took %s (the slowest %s), not under the %s header timeout",
+			took, slowest, headerTimeout)
 	}
 	for i, conn := range slow {
 		// The edge closes the connection; keep trickling to see it.

@@ -19,6 +19,7 @@ import (
 	"github.com/airlockhq/airlock/connector"
 	"github.com/airlockhq/airlock/edge"
 	airmcp "github.com/airlockhq/airlock/pkg/mcp"
+	"github.com/airlockhq/airlock/pkg/token"
 	"github.com/airlockhq/airlock/pkg/tunnel"
 )
 
@@ -59,8 +60,16 @@ func TestFrontDoorRefusals(t *testing.T) {
 		{"encoded name", agent, http.MethodPost, "/mcp/%64emo", nil, http.StatusNotFound, airmcp.CodeUnknownResource},
 		{"trailing slash", agent, http.MethodPost, "/mcp/demo/", nil, http.StatusNotFound, airmcp.CodeUnknownResource},
 		{"foreign session id", agent, http.MethodPost, "/mcp/demo", http.Header{"Mcp-Session-Id": {"made-up"}}, http.StatusNotFound, airmcp.CodeSessionNotFound},
-		{"Mcp-Method disagrees with the body", agent, http.MethodPost, "/mcp/demo", http.Header{"Mcp-Method": {"tools/list"}}, http.StatusBadRequest, airmcp.CodeHeaderMismatch},
-		{"Mcp-Name disagrees with the body", agent, http.MethodPost, "/mcp/demo", http.Header{"Mcp-Method": {"tools/call"}, "Mcp-Name": {"read_file"}}, http.StatusBadRequest, airmcp.CodeHeaderMismatch},
+		{"Mcp-Method disagrees with the body", agent, http.MethodPost, "/mcp/demo",
+			http.Header{"Mcp-Protocol-Version": {"2026-07-28"}, "Mcp-Method": {"tools/list"}},
+			http.StatusBadRequest, airmcp.CodeHeaderMismatch},
+		{"Mcp-Name disagrees with the body", agent, http.MethodPost, "/mcp/demo",
+			http.Header{
+				"Mcp-Protocol-Version": {"2026-07-28"},
+				"Mcp-Method":           {"tools/call"},
+				"Mcp-Name":             {"read_file"},
+			},
+			http.StatusBadRequest, airmcp.CodeHeaderMismatch},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -111,7 +120,12 @@ func TestCredentialsStayAtTheEdge(t *testing.T) {
 		"Cookie":           {"session=secret"},
 		"Airlock-Agent-Id": {"spiffe://airlock.local/agent/root"},
 	}
-	resp, body, err := rpc(t, ctx, client, mcpURL(e, "demo"), echoCall(1, "x"), hdr)
+	forged := "forged.assertion.root"
+	call := http.Header{token.AssertionHeader: {forged}}
+	for k, vs := range hdr {
+		call[k] = vs
+	}
+	resp, body, err := rpc(t, ctx, client, mcpURL(e, "demo"), echoCall(1, "x"), call)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("call: %v, %s, %v", resp, body, err)
 	}
@@ -124,10 +138,16 @@ func TestCredentialsStayAtTheEdge(t *testing.T) {
 			t.Errorf("header %s reached the upstream: %q", k, got)
 		}
 	}
+	// The one assertion the upstream sees is the edge's, naming alice.
+	got := seen[0].Values(token.AssertionHeader)
+	const alice = "spiffe://airlock.local/agent/alice"
+	if len(got) != 1 || got[0] == forged || token.AssertedAgent(got[0]) != alice {
+		t.Errorf("the upstream saw assertions %q, want only the edge's for alice", got)
+	}
 }
 
 func TestSessionBelongsToItsAgent(t *testing.T) {
-	v, e, _ := demoEnv(t, false, nil, nil)
+	v, e, up := demoEnv(t, false, nil, nil)
 	ctx := testContext(t)
 	cs := connectMCP(t, httpClient(t, v.agentTLS("alice")), mcpURL(e, "demo"), nil)
 
@@ -138,10 +158,27 @@ func TestSessionBelongsToItsAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkRPCError(t, resp, body, http.StatusNotFound, airmcp.CodeSessionNotFound)
+	if n := upstreamSaw(up, "mallory"); n != 0 {
+		t.Errorf("%d requests of mallory in alice's session reached the upstream", n)
+	}
 
 	if _, err := cs.ListTools(ctx, nil); err != nil {
 		t.Errorf("the owner's session stopped working: %v", err)
 	}
+}
+
+// upstreamSaw counts the requests that reached the upstream on behalf of
+// agent, by the identity assertion the edge added to each: other agents'
+// traffic may reach it meanwhile.
+func upstreamSaw(up *upstream, agent string) int {
+	id := "spiffe://airlock.local/agent/" + agent
+	n := 0
+	for _, h := range up.rec.seen() {
+		if token.AssertedAgent(h.Get(token.AssertionHeader)) == id {
+			n++
+		}
+	}
+	return n
 }
 
 func TestForeignCertificateRefused(t *testing.T) {
@@ -237,6 +274,164 @@ func TestTunnelRefusals(t *testing.T) {
 	}
 }
 
+// TestStolenConnectorNameRefused: a connector that says hello under the
+// name of another one, which is connected, is refused; the real one keeps
+// its tunnel and its traffic.
+func TestStolenConnectorNameRefused(t *testing.T) {
+	v := newEnv(t)
+	e := v.startEdge([]edge.Resource{
+		{Name: "demo", Connectors: []string{"c1"}},
+		{Name: "payroll", Connectors: []string{"c2"}},
+	}, nil)
+	up := v.startUpstream(true)
+	v.startConnector(e, "c2", []connector.Resource{{Name: "payroll", URL: up.url}}, nil)
+	ctx := testContext(t)
+	before := e.Tunnels()
+
+	impostor := v.clientTLS(v.issue(certs.KindConnector, "c1"))
+	impostor.NextProtos = []string{tunnel.ALPN}
+	answer, err := sayHello(ctx, e, impostor, "c2", "payroll")
+	if err != nil {
+		t.Fatalf("hello: %v", err)
+	}
+	if answer.Type != tunnel.TypeRefusal || !strings.Contains(answer.Refusal.Reason, "certificate") {
+		t.Fatalf("answer = %+v, want a refusal naming the certificate", answer)
+	}
+	after := e.Tunnels()
+	if len(after) != len(before) {
+		t.Fatalf("the edge holds %d tunnels after the impostor's hello, want the %d it had",
+			len(after), len(before))
+	}
+	for i, ti := range after {
+		if want := before[i].Instance; ti.Instance != want {
+			t.Errorf("tunnel %d is now instance %q, want the real c2's %q", i, ti.Instance, want)
+		}
+	}
+
+	client := httpClient(t, v.agentTLS("alice"))
+	for i := range 5 {
+		if r := oneEcho(t, ctx, client, mcpURL(e, "payroll"), i); !r.ok() {
+			t.Fatalf("call %d to the real c2 after the impostor's hello: %+v", i, r)
+		}
+	}
+	if n := up.rec.requests.Load(); n != 5 {
+		t.Errorf("the real c2's upstream saw %d requests, want 5", n)
+	}
+}
+
+// TestRevokedCertificateRefused: nothing an agent sends after its
+// certificate was revoked reaches the upstream. On the connection it
+// already has, each request is refused with the reason; a new connection
+// fails its handshake; a revoked connector cannot say hello.
+func TestRevokedCertificateRefused(t *testing.T) {
+	v, e, up := demoEnv(t, true, nil, nil)
+	ctx := testContext(t)
+	aliceTLS := v.agentTLS("alice")
+	alice := httpClient(t, aliceTLS)
+	connTLS := v.clientTLS(v.issue(certs.KindConnector, "c1"))
+	connTLS.NextProtos = []string{tunnel.ALPN}
+	if r := oneEcho(t, ctx, alice, mcpURL(e, "demo"), 1); !r.ok() {
+		t.Fatalf("call before the revocation: %+v", r)
+	}
+	revoke := edge.RevokeRequest{Target: "agent/alice", Reason: "laptop stolen"}
+	if _, err := e.Revoke(revoke); err != nil {
+		t.Fatalf("Revoke(agent/alice) = %v", err)
+	}
+
+	t.Run("open connection", func(t *testing.T) {
+		resp, body, err := rpc(t, ctx, alice, mcpURL(e, "demo"), echoCall(2, "after"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := checkRPCError(t, resp, body, http.StatusUnauthorized, airmcp.CodeUnauthenticated)
+		if !strings.Contains(msg, "revoked") || !strings.Contains(msg, "laptop stolen") {
+			t.Errorf("message %q, want it to say revoked: laptop stolen", msg)
+		}
+	})
+	t.Run("new connection", func(t *testing.T) {
+		fresh := httpClient(t, aliceTLS)
+		resp, _, err := rpc(t, ctx, fresh, mcpURL(e, "demo"), echoCall(3, "new"), nil)
+		if err == nil {
+			t.Errorf("a new connection with the revoked certificate got status %d, want a TLS failure",
+				resp.StatusCode)
+		}
+	})
+	t.Run("connector", func(t *testing.T) {
+		if _, err := e.Revoke(edge.RevokeRequest{Target: "connector/c1"}); err != nil {
+			t.Fatalf("Revoke(connector/c1) = %v", err)
+		}
+		waitFor(t, "the revoked connector's tunnels to close", func() bool {
+			return len(e.Tunnels()) == 0
+		})
+		if _, err := sayHello(ctx, e, connTLS, "c1", "demo"); err == nil {
+			t.Error("a revoked connector got an answer to its hello")
+		}
+	})
+	if n := upstreamSaw(up, "alice"); n != 1 {
+		t.Errorf("the upstream saw %d requests of alice, want only the one before the revocation", n)
+	}
+}
+
+// TestExpiredCertificateRefused: once an agent's certificate has expired,
+// nothing it sends reaches the upstream, on the connection it opened
+// before or on a new one; a connector with an expired certificate cannot
+// say hello.
+func TestExpiredCertificateRefused(t *testing.T) {
+	v, e, up := demoEnv(t, true, nil, nil)
+	ctx := testContext(t)
+	short := func(kind certs.Kind, name string) (*tls.Config, time.Time) {
+		req := certs.SignRequest{Kind: kind, Name: name, Lifetime: time.Minute}
+		cred, err := v.ca.Issue(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc := &tls.Config{
+			RootCAs:      v.ca.Pool(),
+			Certificates: []tls.Certificate{cred.TLSCertificate()},
+			MinVersion:   tls.VersionTLS13,
+		}
+		return tc, cred.Leaf().NotAfter
+	}
+	aliceTLS, notAfter := short(certs.KindAgent, "alice")
+	connTLS, _ := short(certs.KindConnector, "c1")
+	connTLS.NextProtos = []string{tunnel.ALPN}
+	alice := httpClient(t, aliceTLS)
+	if r := oneEcho(t, ctx, alice, mcpURL(e, "demo"), 1); !r.ok() {
+		t.Fatalf("call before the certificate expired: %+v", r)
+	}
+	// The edge's clock, which its TLS handshakes read too, moves past the
+	// certificates' end; the agent's (real) clock still trusts the edge's
+	// serving certificate.
+	edge.SetClock(e, func() time.Time { return notAfter.Add(time.Second) })
+
+	t.Run("open connection", func(t *testing.T) {
+		resp, body, err := rpc(t, ctx, alice, mcpURL(e, "demo"), echoCall(2, "after"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := checkRPCError(t, resp, body, http.StatusUnauthorized, airmcp.CodeUnauthenticated)
+		if !strings.Contains(msg, "expired") {
+			t.Errorf("message %q, want it to say the certificate expired", msg)
+		}
+	})
+	t.Run("new connection", func(t *testing.T) {
+		fresh := httpClient(t, aliceTLS)
+		resp, _, err := rpc(t, ctx, fresh, mcpURL(e, "demo"), echoCall(3, "new"), nil)
+		if err == nil {
+			t.Errorf("a new connection with an expired certificate got status %d, want a TLS failure",
+				resp.StatusCode)
+		}
+	})
+	t.Run("connector", func(t *testing.T) {
+		if _, err := sayHello(ctx, e, connTLS, "c1", "demo"); err == nil {
+			t.Error("a connector with an expired certificate got an answer to its hello")
+		}
+	})
+	if n := upstreamSaw(up, "alice"); n != 1 {
+		t.Errorf("the upstream saw %d requests of alice, want only the one before expiry", n)
+	}
+}
+
 // sayHello opens a tunnel connection with tc, sends a hello and returns
 // the edge's answer.
 func sayHello(ctx context.Context, e *edge.Edge, tc *tls.Config, name string, resources ...string) (*tunnel.Message, error) {
@@ -297,24 +492,30 @@ func TestMalformedBodiesRefused(t *testing.T) {
 	ctx := testContext(t)
 	deep := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":` +
 		strings.Repeat("[", 70) + strings.Repeat("]", 70) + `}}}`
+	const (
+		invalid = airmcp.CodeInvalidRequest
+		parse   = airmcp.CodeParseError
+		params  = airmcp.CodeInvalidParams
+	)
 	tests := []struct {
 		name   string
 		body   string
 		status int
+		code   int
 		want   string
 	}{
-		{"batch", `[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a"}}}]`, 400, "batches are not accepted"},
-		{"duplicate key", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","name":"read_file"}}`, 400, "appears twice"},
-		{"case-variant key", `{"jsonrpc":"2.0","id":1,"method":"tools/call","Params":{"name":"read_file"},"params":{"name":"echo"}}`, 400, "appears twice"},
-		{"case variant of a schema key", `{"jsonrpc":"2.0","id":1,"method":"tools/call","Params":{"name":"echo"}}`, 400, "only in case"},
-		{"trailing data", `{"jsonrpc":"2.0","id":1,"method":"ping"}{"jsonrpc":"2.0","id":2,"method":"ping"}`, 400, "after the JSON-RPC message"},
-		{"invalid UTF-8", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\xff\"}}", 400, "UTF-8"},
-		{"too deep", deep, 400, "deeper than 64"},
-		{"oversize", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"` + strings.Repeat("x", 5000) + `"}}}`, 413, "limit"},
-		{"params of the wrong type", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["echo"]}`, 400, "must be an object"},
-		{"request as a notification", `{"jsonrpc":"2.0","method":"tools/call","params":{"name":"echo"}}`, 400, "needs an id"},
-		{"wrong jsonrpc", `{"jsonrpc":"1.0","id":1,"method":"ping"}`, 400, `"2.0"`},
-		{"not JSON", `{"jsonrpc":"2.0",`, 400, "not valid JSON"},
+		{"batch", `[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a"}}}]`, 400, invalid, "batches are not accepted"},
+		{"duplicate key", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","name":"read_file"}}`, 400, invalid, "appears twice"},
+		{"case-variant key", `{"jsonrpc":"2.0","id":1,"method":"tools/call","Params":{"name":"read_file"},"params":{"name":"echo"}}`, 400, invalid, "appears twice"},
+		{"case variant of a schema key", `{"jsonrpc":"2.0","id":1,"method":"tools/call","Params":{"name":"echo"}}`, 400, invalid, "only in case"},
+		{"trailing data", `{"jsonrpc":"2.0","id":1,"method":"ping"}{"jsonrpc":"2.0","id":2,"method":"ping"}`, 400, parse, "after the JSON-RPC message"},
+		{"invalid UTF-8", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\xff\"}}", 400, parse, "UTF-8"},
+		{"too deep", deep, 400, invalid, "deeper than 64"},
+		{"oversize", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"` + strings.Repeat("x", 5000) + `"}}}`, 413, airmcp.CodeBodyTooLarge, "limit"},
+		{"params of the wrong type", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["echo"]}`, 400, params, "must be an object"},
+		{"request as a notification", `{"jsonrpc":"2.0","method":"tools/call","params":{"name":"echo"}}`, 400, invalid, "needs an id"},
+		{"wrong jsonrpc", `{"jsonrpc":"1.0","id":1,"method":"ping"}`, 400, invalid, `"2.0"`},
+		{"not JSON", `{"jsonrpc":"2.0",`, 400, parse, "not valid JSON"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -322,9 +523,9 @@ func TestMalformedBodiesRefused(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if resp.StatusCode != tt.status || !strings.Contains(string(body), tt.want) ||
-				!strings.Contains(string(body), `"jsonrpc":"2.0"`) {
-				t.Errorf("status %d body %s, want %d naming %q", resp.StatusCode, body, tt.status, tt.want)
+			msg := checkRPCError(t, resp, body, tt.status, tt.code)
+			if !strings.Contains(msg, tt.want) {
+				t.Errorf("message %q, want it to name %q", msg, tt.want)
 			}
 		})
 	}

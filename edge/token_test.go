@@ -3,6 +3,7 @@ package edge_test
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -106,6 +107,14 @@ func TestAccessTokenRefusals(t *testing.T) {
 	hs.Header["kid"], hs.Header["typ"] = e.Keys().Signing().ID, token.TypAccess
 	hsToken, _ := hs.SignedString(pub)
 	bobToken := mint(t, e, claimsFor(e, leafOf(t, v.agentTLS("bob")), "bob"), nil)
+	noKid := mint(t, e, claimsFor(e, leaf, "alice"), func(h map[string]any) { delete(h, "kid") })
+	// A good token whose payload is swapped for a wider one after signing.
+	parts := strings.Split(mint(t, e, claimsFor(e, leaf, "alice"), nil), ".")
+	wider := claimsFor(e, leaf, "alice")
+	wider["scope"] = "mcp:demo mcp:payroll"
+	payload, _ := json.Marshal(wider)
+	parts[1] = base64.RawURLEncoding.EncodeToString(payload)
+	tampered := strings.Join(parts, ".")
 
 	tests := []struct {
 		name string
@@ -114,23 +123,34 @@ func TestAccessTokenRefusals(t *testing.T) {
 		{"alg none", none},
 		{"HS256 signed with the public key", hsToken},
 		{"unknown kid", header("kid", "0000000000000000")},
+		{"no kid", noKid},
 		{"jku header", header("jku", "https://evil.example/jwks.json")},
 		{"x5u header", header("x5u", "https://evil.example/cert.pem")},
 		{"embedded jwk", header("jwk", map[string]any{"kty": "EC", "crv": "P-256"})},
+		{"x5c header", header("x5c", []string{"MIIBkTCB+wIJAKHBfpegPjMCMA0GCSqGSIb3DQEBCwUAMBExDzANBgNVBAMMBnVudXNlZDAeFw0="})},
+		{"crit header", header("crit", []string{"exp"})},
+		{"typ of an identity assertion", header("typ", token.TypAssertion)},
+		{"tampered payload", tampered},
 		// Well beyond the 30 s leeway, so that the time the test itself
 		// takes cannot carry them back inside it.
 		{"expired beyond the leeway", with("exp", now.Add(-45*time.Second).Unix())},
 		{"not yet valid beyond the leeway", with("nbf", now.Add(45*time.Second).Unix())},
+		{"issued in the future beyond the leeway", with("iat", now.Add(2*time.Minute).Unix())},
 		{"wrong aud", with("aud", e.Issuer()+"/mcp/other")},
 		{"missing aud", with("aud", nil)},
 		{"wrong iss", with("iss", "https://evil.example")},
 		{"missing exp", with("exp", nil)},
 		{"missing sub", with("sub", nil)},
 		{"missing jti", with("jti", nil)},
+		{"missing iat", with("iat", nil)},
+		{"missing scope", with("scope", nil)},
+		{"unreadable scope", with("scope", "admin")},
 		{"missing cnf", with("cnf", nil)},
 		{"lifetime over the maximum", with("exp", now.Add(16*time.Minute).Unix())},
 		{"over 8 KiB", with("pad", strings.Repeat("x", 9000))},
 		{"another agent's token", bobToken},
+		// Bound to alice's certificate, but naming bob.
+		{"sub of another agent", with("sub", "spiffe://airlock.local/agent/bob")},
 		{"garbage", "not.a.jwt"},
 	}
 	for _, tt := range tests {

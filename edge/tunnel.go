@@ -28,6 +28,7 @@ func (e *Edge) tunnelTLS() *tls.Config {
 		ClientAuth:       tls.RequireAndVerifyClientCert,
 		NextProtos:       []string{tunnel.ALPN},
 		VerifyConnection: e.refuseRevoked,
+		Time:             e.now,
 	})
 }
 
