@@ -32,8 +32,6 @@ const (
 	codeUpstreamFailed  = mcp.CodeUpstreamFailed
 )
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
 // headWriters buffer response heads; a new 4 KiB writer per request was
 // one of the largest allocations of a relayed call.
 var headWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
@@ -131,16 +129,17 @@ func writeResponse(str *quic.Stream, resp *http.Response) error {
 		return fmt.Errorf("writing response head: %w", err)
 	}
 
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	var buf tunnel.BodyBuffer
+	defer buf.Release()
 	for {
-		n, rerr := resp.Body.Read(*bp)
+		n, rerr := resp.Body.Read(buf.Bytes())
 		if n > 0 {
-			if _, err := str.Write((*bp)[:n]); err != nil {
+			if _, err := str.Write(buf.Bytes()[:n]); err != nil {
 				resetStream(str, tunnel.CodeCancelled)
 				return fmt.Errorf("writing response body: %w", err)
 			}
 		}
+		buf.Read(n)
 		if errors.Is(rerr, io.EOF) {
 			return nil
 		}

@@ -21,13 +21,13 @@ import (
 	"github.com/airlockhq/airlock/pkg/tunnel"
 )
 
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
 // Readers of tunneled responses and writers of tunneled requests, kept
-// between requests: a new 16 KiB reader and 4 KiB writer per request were
-// the largest allocations of a forwarded call.
+// between requests: a new reader and writer per request were the largest
+// allocations of a forwarded call. A response's reader is held for as
+// long as its body streams, SSE included, so it is small: reads larger
+// than it go past it to the stream.
 var (
-	streamReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+	streamReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
 	streamWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
 )
 
@@ -224,20 +224,21 @@ func (e *Edge) relayResponse(w http.ResponseWriter, x *exchange, resp *http.Resp
 	rc := http.NewResponseController(w)
 	rc.Flush()
 
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
+	var buf tunnel.BodyBuffer
+	defer buf.Release()
 	var n int64
 	defer func() { e.metrics.bytes.WithLabelValues(x.resource, "out").Add(float64(n)) }()
 	for {
-		k, rerr := resp.Body.Read(*bp)
+		k, rerr := resp.Body.Read(buf.Bytes())
 		if k > 0 {
-			if _, werr := w.Write((*bp)[:k]); werr != nil {
+			if _, werr := w.Write(buf.Bytes()[:k]); werr != nil {
 				abandon(str)
 				return
 			}
 			n += int64(k)
 			rc.Flush()
 		}
+		buf.Read(k)
 		if errors.Is(rerr, io.EOF) {
 			return
 		}

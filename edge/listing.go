@@ -38,8 +38,10 @@ var listShapes = map[string]listShape{
 
 // Readers and event buffers of SSE streams, kept between responses: a
 // new reader per response was one of the largest allocations of a call.
+// A stream holds its reader while it waits for events, so the reader is
+// small; a longer line is read on in pieces (readLongLine).
 var (
-	eventReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+	eventReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
 	eventBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 )
 

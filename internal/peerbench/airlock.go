@@ -218,7 +218,7 @@ resources:
 			return err
 		}
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if _, err := os.Stat(enroll.IdentityFile(dir)); err == nil {
+			if _, err := os.Stat(enroll.EnrollmentFile(dir)); err == nil { // written last
 				break
 			}
 			if time.Now().After(deadline) {

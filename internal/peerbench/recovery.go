@@ -80,7 +80,7 @@ func measureIdleTunnels(ctx context.Context, name string, server func() []int, n
 	time.Sleep(idleTunnelSettle)
 	for _, pid := range clients() {
 		if err := syscall.Kill(pid, 0); err != nil {
-			r.err = fmt.Errorf("an idle tunnel's process %d exited (see its log)", pid)
+			r.err = fmt.Errorf("an idle tunnel's process %d exited", pid)
 			return r
 		}
 	}

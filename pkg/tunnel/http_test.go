@@ -90,3 +90,27 @@ func TestCopyEndToEndOwnsValues(t *testing.T) {
 		t.Errorf("dst X-A = %q after src changed, want [1 2 3]", got)
 	}
 }
+
+func TestBodyBufferGrowsWhenFilled(t *testing.T) {
+	var b BodyBuffer
+	if n := len(b.Bytes()); n != smallBody {
+		t.Fatalf("first buffer is %d bytes, want %d", n, smallBody)
+	}
+	b.Read(smallBody - 1)
+	if n := len(b.Bytes()); n != smallBody {
+		t.Fatalf("after a partial read the buffer is %d bytes, want %d", n, smallBody)
+	}
+	b.Read(smallBody)
+	if n := len(b.Bytes()); n != largeBody {
+		t.Fatalf("after a full read the buffer is %d bytes, want %d", n, largeBody)
+	}
+	b.Read(1)
+	if n := len(b.Bytes()); n != largeBody {
+		t.Fatalf("a large buffer shrank to %d bytes", n)
+	}
+	b.Release()
+	if n := len(b.Bytes()); n != smallBody {
+		t.Fatalf("after Release the buffer is %d bytes, want a small one again", n)
+	}
+	b.Release()
+}
