@@ -228,3 +228,39 @@ func benchClient(b *testing.B, tc *tls.Config) *http.Client {
 	// as an agent's would.
 	return &http.Client{Transport: token.NewTransport(tr, nil), Timeout: 10 * time.Second}
 }
+
+// BenchmarkRead1MiB is a call whose answer is one SSE event of 1 MiB, as
+// the demo server's blob tool answers, from an upstream that has it ready:
+// what the edge and the tunnel add to a large answer.
+func BenchmarkRead1MiB(b *testing.B) {
+	text := strings.Repeat("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3", 1<<20/40)
+	event := []byte(`event: message` + "\n" + `data: {"jsonrpc":"2.0","id":1,"result":{"content":` +
+		`[{"type":"text","text":"` + text + `"}]}}` + "\n\n")
+	blob := func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Write(event)
+	}
+	for _, t := range startBenchTargets(b, http.HandlerFunc(blob)) {
+		b.Run(t.name, func(b *testing.B) {
+			b.SetBytes(int64(len(event)))
+			for b.Loop() {
+				req, err := http.NewRequest(http.MethodPost, t.url, strings.NewReader(echoCall(1, "blob")))
+				if err != nil {
+					b.Fatal(err)
+				}
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Accept", "application/json, text/event-stream")
+				resp, err := t.client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n, err := io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != http.StatusOK || n < 1<<20 {
+					b.Fatalf("status %d, %d bytes, %v", resp.StatusCode, n, err)
+				}
+			}
+		})
+	}
+}
