@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	sjson "github.com/segmentio/encoding/json"
 )
 
 func TestParseAccepts(t *testing.T) {
@@ -98,6 +100,10 @@ func FuzzParse(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		// Parse's syntax check must agree with the standard library's.
+		if json.Valid(body) != sjson.Valid(body) {
+			t.Fatalf("json.Valid(%q) = %v, segmentio's Valid disagrees", body, json.Valid(body))
+		}
 		// The fast key scan must agree with the token walk it replaced.
 		if utf8.Valid(body) && json.Valid(body) {
 			if (scanKeys(body) == nil) != (checkStructure(body) == nil) {
