@@ -78,6 +78,12 @@ func Parse(body []byte) (*Message, error) {
 	if len(trimmed) > 0 && trimmed[0] == '[' {
 		return nil, parseErr(CodeInvalidRequest, "%s", ErrBatch)
 	}
+	// segmentio's validator recurses once per level of nesting, so the
+	// depth is checked first: a body of a million '[' must not take the
+	// edge's stack with it.
+	if tooDeep(body) {
+		return nil, errTooDeep
+	}
 	// segmentio's validator checks the syntax fast (2.5 times the standard
 	// library's speed on a large answer; FuzzParse checks that the two
 	// agree); the slow walk only runs to say what is wrong with a body

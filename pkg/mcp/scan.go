@@ -7,10 +7,34 @@ import (
 	"unicode/utf8"
 )
 
-// scanKeys walks a body that json.Valid accepted and checks what the
-// standard decoder does not: nesting at most MaxDepth, and no object with
-// two keys that are equal when case is folded (escapes decoded first). It
-// allocates only for the keys it compares.
+// errTooDeep is the answer to a body nested deeper than MaxDepth.
+var errTooDeep = parseErr(CodeInvalidRequest, "message nests deeper than %d levels", MaxDepth)
+
+// tooDeep reports whether body, valid JSON or not, opens more than
+// MaxDepth arrays and objects at once, counting the brackets outside
+// strings. On a body that is not valid JSON the count may be off after
+// the first error, where any validator stops.
+func tooDeep(body []byte) bool {
+	depth := 0
+	for i := 0; i < len(body); i++ {
+		switch body[i] {
+		case '{', '[':
+			if depth++; depth > MaxDepth {
+				return true
+			}
+		case '}', ']':
+			depth = max(depth-1, 0)
+		case '"':
+			i = stringEnd(body, i)
+		}
+	}
+	return false
+}
+
+// scanKeys walks a body that the syntax check accepted and checks what
+// the standard decoder does not: nesting at most MaxDepth, and no object
+// with two keys that are equal when case is folded (escapes decoded
+// first). It allocates only for the keys it compares.
 func scanKeys(body []byte) error {
 	type level struct {
 		object    bool
@@ -23,7 +47,7 @@ func scanKeys(body []byte) error {
 		switch body[i] {
 		case '{', '[':
 			if len(stack) >= MaxDepth {
-				return parseErr(CodeInvalidRequest, "message nests deeper than %d levels", MaxDepth)
+				return errTooDeep
 			}
 			stack = append(stack, level{object: body[i] == '{', expectKey: body[i] == '{'})
 		case '}', ']':
