@@ -139,7 +139,7 @@ func writeResponse(str *quic.Stream, resp *http.Response) error {
 				return fmt.Errorf("writing response body: %w", err)
 			}
 		}
-		buf.Read(n)
+		buf.Filled(n)
 		if errors.Is(rerr, io.EOF) {
 			return nil
 		}

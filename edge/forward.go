@@ -238,7 +238,7 @@ func (e *Edge) relayResponse(w http.ResponseWriter, x *exchange, resp *http.Resp
 			n += int64(k)
 			rc.Flush()
 		}
-		buf.Read(k)
+		buf.Filled(k)
 		if errors.Is(rerr, io.EOF) {
 			return
 		}

@@ -165,7 +165,7 @@ func (e *Edge) renewer(r *http.Request) (certs.Identity, error) {
 	if err != nil {
 		return certs.Identity{}, refusal(http.StatusUnauthorized, enroll.CodeUnauthorized, "renewal needs a valid agent or connector certificate: %v", err)
 	}
-	if time.Now().After(leaf.NotAfter) {
+	if e.now().After(leaf.NotAfter) {
 		return certs.Identity{}, refusal(http.StatusUnauthorized, enroll.CodeUnauthorized, "certificate of %s has expired: enroll again with a new join token", id)
 	}
 	if rev, ok := e.revoked.check(id, leaf); ok {

@@ -225,7 +225,9 @@ resources:
 				return fmt.Errorf("idle connector %d did not enroll within 30s (see %s.log)", i, file)
 			}
 		}
-		if err := kill(c); err != nil {
+		// Stopped, not killed: the edge drops its tunnel at once, before
+		// the memory is measured without it.
+		if err := terminate(c); err != nil {
 			return err
 		}
 		a.idle = append(a.idle, file)
@@ -245,6 +247,7 @@ func (a *airlockRun) startIdle(ctx context.Context) error {
 	return nil
 }
 
+// close stops the agent's renewal and every process, and waits for them.
 func (a *airlockRun) close() {
 	if a.agent != nil {
 		a.agent.Close()
@@ -252,14 +255,25 @@ func (a *airlockRun) close() {
 	if a.sessions != nil {
 		a.sessions.Close()
 	}
+	for _, c := range append([]*exec.Cmd{a.edge}, a.conns...) {
+		if c != nil {
+			kill(c)
+		}
+	}
 }
 
-// kill kills a process and waits for it to be gone.
-func kill(cmd *exec.Cmd) error {
+// kill kills a process as a crash would and waits for it to be gone.
+func kill(cmd *exec.Cmd) error { return stop(cmd, syscall.SIGKILL) }
+
+// terminate asks a process to stop (SIGTERM), as an operator would, and
+// waits for it to be gone.
+func terminate(cmd *exec.Cmd) error { return stop(cmd, syscall.SIGTERM) }
+
+func stop(cmd *exec.Cmd, sig syscall.Signal) error {
 	if cmd == nil || cmd.Process == nil {
-		return errors.New("no process to kill")
+		return errors.New("no process to stop")
 	}
-	if err := cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	if err := cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return err
 	}
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {

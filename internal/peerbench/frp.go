@@ -113,6 +113,15 @@ hostHeaderRewrite = "127.0.0.1"
 	return f, ""
 }
 
+// close kills frps and every frpc, and waits for them.
+func (f *frpRun) close() {
+	for _, c := range append([]*exec.Cmd{f.server, f.client}, f.idle...) {
+		if c != nil {
+			kill(c)
+		}
+	}
+}
+
 // freePort picks a port free on loopback right now. frps refuses remote
 // ports it finds in use on any address, which ports from the kernel's
 // ephemeral range often are: it picks lower ones.

@@ -112,10 +112,12 @@ func run(ctx context.Context, cache string, d time.Duration, calls bool) error {
 		return err
 	}
 	defer air.close()
-	targets = append(targets, air.target())
+	airT := air.target()
+	targets = append(targets, airT)
 
 	frp, note := startFRP(ctx, cache, work, direct, sessions)
 	if frp != nil {
+		defer frp.close()
 		targets = append(targets, frp.targets(plain)...)
 	}
 
@@ -133,7 +135,7 @@ func run(ctx context.Context, cache string, d time.Duration, calls bool) error {
 		rows = measureCalls(ctx, targets, d)
 		printTable(rows)
 	}
-	more := measureMore(ctx, air, frp, sessionsSrv, targets[2], plain)
+	more := measureMore(ctx, air, frp, sessionsSrv, airT, plain)
 	more.print()
 	failed := failedRows(rows) + more.failed()
 	fmt.Printf("peerbench: %d passed, %d failed\n", len(rows)+more.rows()-failed, failed)

@@ -13,12 +13,12 @@ import (
 // before the row is a failure.
 const recoveryLimit = 90 * time.Second
 
-// firstGoodCalls kills a process as a crash would, starts it again, and
-// returns for each target the time from the start to its first good
+// firstGoodCalls crashes a process (crash kills it), starts it again,
+// and returns for each target the time from the start to its first good
 // call, calling every 10 ms with a 2 s timeout per call.
-func firstGoodCalls(ctx context.Context, targets []*target, kill func() error,
+func firstGoodCalls(ctx context.Context, targets []*target, crash func() error,
 	start func(context.Context) error) ([]time.Duration, error) {
-	if err := kill(); err != nil {
+	if err := crash(); err != nil {
 		return nil, fmt.Errorf("killing: %w", err)
 	}
 	began := time.Now()

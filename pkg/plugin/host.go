@@ -228,11 +228,16 @@ func (r *running) failed(c *client, timedOut bool, err error) {
 	go cl.Kill()
 }
 
-// timedOut reports whether a call failed for its deadline: gRPC reports
-// that as a status, not as the context's error.
-func timedOut(ctx context.Context, err error) bool {
-	return err != nil && (ctx.Err() != nil || status.Code(err) == codes.DeadlineExceeded ||
-		errors.Is(err, context.DeadlineExceeded))
+// timedOut reports whether a call failed because the plugin missed its
+// own deadline (call, derived from parent). A call cut short because the
+// request itself ended (the agent went away) is not the plugin's fault:
+// it must not cost every other agent a plugin restart.
+func timedOut(parent, call context.Context, err error) bool {
+	if err == nil || parent.Err() != nil {
+		return false
+	}
+	return call.Err() != nil || status.Code(err) == codes.DeadlineExceeded ||
+		errors.Is(err, context.DeadlineExceeded)
 }
 
 // current returns the client of the running process, nil if none.
@@ -267,7 +272,7 @@ func (h *Host) Enrich(ctx context.Context, input map[string]any) (map[string]any
 		if err == nil {
 			cctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 			resp, err = c.exchange(cctx, &laneRequest{Method: "Enrich", Input: input})
-			late = timedOut(cctx, err)
+			late = timedOut(ctx, cctx, err)
 			cancel()
 		}
 		if err != nil {
@@ -297,7 +302,7 @@ func (h *Host) Decide(ctx context.Context, input map[string]any, policy PolicyDe
 			if err == nil && resp.Verdict != nil {
 				v = *resp.Verdict
 			}
-			late = timedOut(cctx, err)
+			late = timedOut(ctx, cctx, err)
 			cancel()
 		}
 		switch {

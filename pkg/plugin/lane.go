@@ -19,6 +19,10 @@ import (
 
 // laneRequest is one call on a lane.
 type laneRequest struct {
+	// Seq numbers the calls of a lane from 1; the answer carries it back,
+	// so that a plugin that answers twice, or late, cannot have its answer
+	// taken for the next call's.
+	Seq uint64 `json:"seq"`
 	// Method is "Enrich" or "Decide".
 	Method string `json:"method"`
 	// TimeoutMS is what is left of the edge's deadline for the call; the
@@ -31,6 +35,7 @@ type laneRequest struct {
 // laneResponse is a call's answer: Context for Enrich, Verdict for
 // Decide, or Error.
 type laneResponse struct {
+	Seq     uint64         `json:"seq"`
 	Context map[string]any `json:"context,omitempty"`
 	Verdict *Verdict       `json:"verdict,omitempty"`
 	Error   string         `json:"error,omitempty"`
@@ -62,6 +67,7 @@ func serveLane(srv any, stream grpc.ServerStream) error {
 			ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMS)*time.Millisecond)
 		}
 		resp := answer(ctx, p, &req)
+		resp.Seq = req.Seq
 		cancel()
 		if err := stream.SendMsg(resp); err != nil {
 			return err
@@ -92,6 +98,7 @@ func answer(ctx context.Context, p impl, req *laneRequest) *laneResponse {
 type lane struct {
 	stream grpc.ClientStream
 	cancel context.CancelFunc
+	calls  uint64 // calls made on it so far
 }
 
 // maxIdleLanes is how many idle lanes a client keeps for the next calls;
@@ -155,24 +162,26 @@ func (c *client) exchange(ctx context.Context, req *laneRequest) (*laneResponse,
 	if deadline, ok := ctx.Deadline(); ok {
 		req.TimeoutMS = max(time.Until(deadline).Milliseconds(), 1)
 	}
+	l.calls++
+	req.Seq = l.calls
 	stop := context.AfterFunc(ctx, l.cancel)
 	var resp laneResponse
 	err = l.stream.SendMsg(req)
 	if err == nil {
 		err = l.stream.RecvMsg(&resp)
 	}
-	if !stop() || err != nil {
+	if err == nil && resp.Seq != req.Seq {
+		err = fmt.Errorf("the plugin answered call %d of its lane, not call %d", resp.Seq, req.Seq)
+	}
+	if stopped := stop(); !stopped || err != nil {
+		// A deadline that fired is the reason even if an answer came.
 		l.cancel()
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, fmt.Errorf("calling %s: %w", req.Method, ctxErr)
+			err = ctxErr
 		}
-		if err != nil {
-			return nil, fmt.Errorf("calling %s: %w", req.Method, err)
-		}
+		return nil, fmt.Errorf("calling %s: %w", req.Method, err)
 	}
-	if err == nil {
-		c.put(l)
-	}
+	c.put(l)
 	if resp.Error != "" {
 		return nil, fmt.Errorf("calling %s: the plugin answered: %s", req.Method, resp.Error)
 	}

@@ -110,14 +110,14 @@ var serviceDesc = grpc.ServiceDesc{
 	Streams: []grpc.StreamDesc{laneDesc},
 }
 
-// The plugin connection carries one small call at a time, so it is tuned
-// for the latency of a call:
-//   - fixed flow-control windows, larger than any message, turn off gRPC's
-//     bandwidth estimator, which otherwise answers data with a ping;
+// The plugin connection carries small calls on long-lived streams (see
+// lane.go), so it is tuned for the latency of a call:
+//   - fixed flow-control windows of 1 MiB, larger than nearly every input
+//     document, turn off gRPC's bandwidth estimator, which otherwise
+//     answers data with a ping (a larger message waits for a window
+//     update, nothing more);
 //   - no retries, since a failed call is a deny and is never sent twice,
-//     which also spares each call the copy kept for a retry;
-//   - on the plugin's side, a worker goroutine kept for streams spares
-//     each call a new goroutine and its stack growth.
+//     which also spares each call the copy kept for a retry.
 const window = 1 << 20
 
 var (
@@ -129,7 +129,6 @@ var (
 	serverOptions = []grpc.ServerOption{
 		grpc.InitialWindowSize(window),
 		grpc.InitialConnWindowSize(window),
-		grpc.NumStreamWorkers(1),
 	}
 )
 

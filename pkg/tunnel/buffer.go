@@ -31,10 +31,10 @@ func (b *BodyBuffer) Bytes() []byte {
 	return *b.p
 }
 
-// Read records that the last read returned n bytes: a small buffer that
+// Filled records that the last read returned n bytes: a small buffer that
 // it filled is exchanged for a large one. Call it after the bytes were
 // used, since Bytes may change.
-func (b *BodyBuffer) Read(n int) {
+func (b *BodyBuffer) Filled(n int) {
 	if b.large || b.p == nil || n < len(*b.p) {
 		return
 	}

@@ -96,15 +96,15 @@ func TestBodyBufferGrowsWhenFilled(t *testing.T) {
 	if n := len(b.Bytes()); n != smallBody {
 		t.Fatalf("first buffer is %d bytes, want %d", n, smallBody)
 	}
-	b.Read(smallBody - 1)
+	b.Filled(smallBody - 1)
 	if n := len(b.Bytes()); n != smallBody {
 		t.Fatalf("after a partial read the buffer is %d bytes, want %d", n, smallBody)
 	}
-	b.Read(smallBody)
+	b.Filled(smallBody)
 	if n := len(b.Bytes()); n != largeBody {
 		t.Fatalf("after a full read the buffer is %d bytes, want %d", n, largeBody)
 	}
-	b.Read(1)
+	b.Filled(1)
 	if n := len(b.Bytes()); n != largeBody {
 		t.Fatalf("a large buffer shrank to %d bytes", n)
 	}
