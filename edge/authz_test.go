@@ -11,11 +11,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -307,44 +305,23 @@ func TestAuditFailureDenies(t *testing.T) {
 	}
 }
 
-// buildPlugin builds a plugin program once per test binary.
-var buildPlugin = sync.OnceValues(func() (string, error) {
-	return buildProgram("../plugins/argguard", "argguard")
-})
-
-// buildFaultyPlugin builds pkg/plugin's test plugin, which crashes, hangs
-// or fails when the tool name says so, once per test binary.
-var buildFaultyPlugin = sync.OnceValues(func() (string, error) {
-	return buildProgram("../pkg/plugin/testdata/faulty", "faulty")
-})
-
-// buildProgram builds the Go program in pkg as name in a new temporary
-// folder and returns its path.
-func buildProgram(pkg, name string) (string, error) {
-	dir, err := os.MkdirTemp("", "airlock-edge-plugins")
-	if err != nil {
-		return "", err
-	}
-	out := filepath.Join(dir, name)
-	cmd := exec.Command("go", "build", "-o", out, pkg)
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building %s: %v\n%s", name, err, msg)
-	}
-	return out, nil
-}
-
-func TestPluginVetoesThroughTheChain(t *testing.T) {
-	path, err := buildPlugin()
-	if err != nil {
-		t.Fatal(err)
-	}
+// pluginConfig builds the plugin program in pkg (once per test binary)
+// and returns its configuration, checksum included.
+func pluginConfig(t *testing.T, name, pkg string) plugin.Config {
+	t.Helper()
+	path := buildProgram(t, pkg, name)
 	sum, err := plugin.FileSHA256(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return plugin.Config{Name: name, Path: path, SHA256: sum}
+}
+
+func TestPluginVetoesThroughTheChain(t *testing.T) {
+	argguard := pluginConfig(t, "argguard", "../plugins/argguard")
 	v := newEnv(t)
 	e := v.startEdge([]edge.Resource{{Name: "demo", Connectors: []string{"c1"}}}, func(c *edge.Config) {
-		c.Plugins = []plugin.Config{{Name: "argguard", Path: path, SHA256: sum}}
+		c.Plugins = []plugin.Config{argguard}
 	})
 	up := v.startUpstream(false)
 	v.startConnector(e, "c1", []connector.Resource{{Name: "demo", URL: up.url}}, nil)
@@ -355,7 +332,7 @@ func TestPluginVetoesThroughTheChain(t *testing.T) {
 		t.Errorf("echo = %q", got)
 	}
 	calls := up.stats.Calls()
-	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "AKIAABCDEFGHIJKLMNOP"}})
+	_, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "AKIAABCDEFGHIJKLMNOP"}})
 	if err == nil || !strings.Contains(err.Error(), "argument text carries an AWS access key (plugin argguard)") {
 		t.Errorf("echo of an access key = %v, want the plugin's reason", err)
 	}
@@ -373,14 +350,7 @@ func TestPluginVetoesThroughTheChain(t *testing.T) {
 // request within the deadline; nothing reaches the upstream, and once the
 // plugin is back an ordinary call goes through.
 func TestFaultsDeny(t *testing.T) {
-	path, err := buildFaultyPlugin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, err := plugin.FileSHA256(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	faulty := pluginConfig(t, "faulty", "../pkg/plugin/testdata/faulty")
 	v := newEnv(t)
 	// Everything is allowed, but for one tool the policy divides by zero.
 	const rego = `package airlock.authz
@@ -393,7 +363,7 @@ allow if {
 }
 `
 	writePolicy(t, v.dataDir, rego)
-	plugins := []plugin.Config{{Name: "faulty", Path: path, SHA256: sum}}
+	plugins := []plugin.Config{faulty}
 	e := v.startEdge([]edge.Resource{{Name: "demo", Connectors: []string{"c1"}}},
 		func(c *edge.Config) { c.Plugins = plugins })
 	up := v.startUpstream(true)

@@ -113,13 +113,7 @@ type benchTarget struct {
 // echoes its text.
 func (t *benchTarget) call(b *testing.B, i int) {
 	text := "bench-" + strconv.Itoa(i)
-	req, err := http.NewRequest(http.MethodPost, t.url, strings.NewReader(echoCall(i, text)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	resp, err := t.client.Do(req)
+	resp, err := t.post(echoCall(i, text))
 	if err != nil {
 		b.Fatalf("%s call %d: %v", t.name, i, err)
 	}
@@ -128,6 +122,17 @@ func (t *benchTarget) call(b *testing.B, i int) {
 	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte(`"text":"`+text+`"`)) {
 		b.Fatalf("%s call %d: status %d, %v: %.200s", t.name, i, resp.StatusCode, err, body)
 	}
+}
+
+// post sends one MCP message to the target.
+func (t *benchTarget) post(body string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodPost, t.url, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	return t.client.Do(req)
 }
 
 // startBenchTargets starts an upstream serving h, an edge and a connector
@@ -245,13 +250,7 @@ func BenchmarkRead1MiB(b *testing.B) {
 		b.Run(t.name, func(b *testing.B) {
 			b.SetBytes(int64(len(event)))
 			for b.Loop() {
-				req, err := http.NewRequest(http.MethodPost, t.url, strings.NewReader(echoCall(1, "blob")))
-				if err != nil {
-					b.Fatal(err)
-				}
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Accept", "application/json, text/event-stream")
-				resp, err := t.client.Do(req)
+				resp, err := t.post(echoCall(1, "blob"))
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -27,42 +27,44 @@ import (
 	airmcp "github.com/airlockhq/airlock/pkg/mcp"
 )
 
-// stdioBin is the example stdio server, built once for the package's
-// tests; TestMain removes it.
-var stdioBin struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
+// built holds the programs the package's tests build, each once, in one
+// temporary folder that TestMain removes.
+var built struct {
+	mu    sync.Mutex
+	dir   string
+	paths map[string]string
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if stdioBin.dir != "" {
-		os.RemoveAll(stdioBin.dir)
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
 	}
 	os.Exit(code)
 }
 
-// stdioServerBinary builds examples/stdioserver/cmd/stdioserver.
-func stdioServerBinary(t *testing.T) string {
+// buildProgram builds the Go program in pkg as name, once per test
+// binary, and returns its path.
+func buildProgram(t testing.TB, pkg, name string) string {
 	t.Helper()
-	stdioBin.once.Do(func() {
-		stdioBin.dir, stdioBin.err = os.MkdirTemp("", "airlock-stdioserver-")
-		if stdioBin.err != nil {
-			return
-		}
-		stdioBin.path = filepath.Join(stdioBin.dir, "stdioserver")
-		cmd := exec.Command("go", "build", "-o", stdioBin.path,
-			"github.com/airlockhq/airlock/examples/stdioserver/cmd/stdioserver")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			stdioBin.err = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if stdioBin.err != nil {
-		t.Fatalf("building the example stdio server: %v", stdioBin.err)
+	built.mu.Lock()
+	defer built.mu.Unlock()
+	if path, ok := built.paths[name]; ok {
+		return path
 	}
-	return stdioBin.path
+	if built.dir == "" {
+		dir, err := os.MkdirTemp("", "airlock-edge-programs-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		built.dir, built.paths = dir, map[string]string{}
+	}
+	path := filepath.Join(built.dir, name)
+	if out, err := exec.Command("go", "build", "-o", path, pkg).CombinedOutput(); err != nil {
+		t.Fatalf("building %s: %v\n%s", pkg, err, out)
+	}
+	built.paths[name] = path
+	return path
 }
 
 // stdioSetup is an edge serving the stdio resource "tools" through
@@ -82,7 +84,8 @@ func stdioEnv(t *testing.T, mod func(*connector.Resource)) *stdioSetup {
 	t.Helper()
 	v := newEnv(t)
 	e := v.startEdge([]edge.Resource{{Name: "tools", Connectors: []string{"c1"}}}, nil)
-	res := connector.Resource{Name: "tools", Command: stdioServerBinary(t)}
+	res := connector.Resource{Name: "tools", Command: buildProgram(t,
+		"github.com/airlockhq/airlock/examples/stdioserver/cmd/stdioserver", "stdioserver")}
 	if mod != nil {
 		mod(&res)
 	}
