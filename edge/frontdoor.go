@@ -206,7 +206,7 @@ func (e *Edge) serveMCP(w http.ResponseWriter, r *http.Request) {
 	// in the middle of a long SSE stream.
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
-	ctx, cancelExpiry := context.WithDeadlineCause(ctx, x.leaf.NotAfter, ErrCertExpired)
+	ctx, cancelExpiry := context.WithTimeoutCause(ctx, x.leaf.NotAfter.Sub(e.now()), ErrCertExpired)
 	defer cancelExpiry()
 	defer e.active.track(x.agent, x.leaf, cancel)()
 	r = r.WithContext(ctx)

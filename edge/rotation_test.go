@@ -115,15 +115,19 @@ func TestCARotationUnderTraffic(t *testing.T) {
 
 func TestStreamEndsWhenCertificateExpires(t *testing.T) {
 	v := newEnv(t)
-	e, res, up := demoEdgeUpstream(v, func(c *edge.Config) { c.AgentCertLifetime = 3 * time.Second })
+	e, res, up := demoEdgeUpstream(v, nil)
 	v.startEnrolledConnector(e, "c1", res)
 	agent := v.enrollHolder(e, certs.KindAgent, "alice") // never renewed
 	notAfter := agent.Credential().Leaf().NotAfter
+	// The edge's clock jumps to three seconds before the certificate's end.
+	shift := time.Until(notAfter) - 3*time.Second
+	clock := func() time.Time { return time.Now().Add(shift) }
+	edge.SetClock(e, clock)
 
 	long := startLongCall(t, holderClient(agent), mcpURL(e, "demo"))
 	select {
 	case err := <-long:
-		if time.Now().Before(notAfter) {
+		if clock().Before(notAfter) {
 			t.Fatalf("the long call ended before the certificate expired: %v", err)
 		}
 		if !strings.Contains(fmt.Sprint(err), "status 401") || !strings.Contains(fmt.Sprint(err), "certificate expired") {
@@ -132,7 +136,7 @@ func TestStreamEndsWhenCertificateExpires(t *testing.T) {
 		if err := up.stats.AwaitCancelled(testContext(t), 1); err != nil {
 			t.Errorf("the expired agent's call was never cancelled upstream: %v", err)
 		}
-	case <-time.After(time.Until(notAfter) + 5*time.Second):
+	case <-time.After(notAfter.Sub(clock()) + 5*time.Second):
 		t.Fatal("the long call outlived its certificate by 5 seconds")
 	}
 }
