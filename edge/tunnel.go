@@ -88,13 +88,14 @@ func (e *Edge) serveConnector(ctx context.Context, conn *quic.Conn) {
 	// A tunnel lives no longer than the certificate that opened it. The
 	// connector renews early and replaces its tunnels long before; a
 	// tunnel still here shortly before expiry takes no new requests, so
-	// that the close cuts as few as possible.
+	// that the close cuts as few as possible. Both by the edge's clock.
 	life := l.notAfter.Sub(issuedAt(l.leaf))
-	drain := time.AfterFunc(time.Until(l.notAfter.Add(-min(life/10, time.Minute))), func() {
+	left := l.notAfter.Sub(e.now())
+	drain := time.AfterFunc(left-min(life/10, time.Minute), func() {
 		l.draining.Store(true)
 	})
 	defer drain.Stop()
-	expire := time.AfterFunc(time.Until(l.notAfter), func() {
+	expire := time.AfterFunc(left, func() {
 		logger.Info("tunnel certificate expired, closing tunnel")
 		l.conn.CloseWithError(tunnel.CodeExpired, "certificate expired")
 	})
