@@ -32,6 +32,19 @@ func Start(cmd *exec.Cmd, logFile string) error {
 	return nil
 }
 
+// Await calls ready every interval until it reports true, for at most
+// limit; it reports whether ready did.
+func Await(limit, interval time.Duration, ready func() bool) bool {
+	for deadline := time.Now().Add(limit); ; time.Sleep(interval) {
+		if ready() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
 // FreeAddr returns a loopback address with a port free right now.
 func FreeAddr() string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -64,16 +77,13 @@ func StartDev(ctx context.Context, airlock, dir, upstream string) (*Dev, error) 
 		return nil, err
 	}
 	dev := &Dev{Cmd: cmd}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	started := Await(60*time.Second, 100*time.Millisecond, func() bool {
 		data, err := os.ReadFile(filepath.Join(dir, "dev.json"))
-		if err == nil && json.Unmarshal(data, dev) == nil && dev.AgentProfile != "" {
-			return dev, nil
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logFile)
-			return nil, fmt.Errorf("airlock dev did not start within 60s:\n%s", log)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return err == nil && json.Unmarshal(data, dev) == nil && dev.AgentProfile != ""
+	})
+	if !started {
+		log, _ := os.ReadFile(logFile)
+		return nil, fmt.Errorf("airlock dev did not start within 60s:\n%s", log)
 	}
+	return dev, nil
 }

@@ -155,18 +155,18 @@ func (a *airlockRun) startEdge(ctx context.Context) error {
 		return err
 	}
 	a.edge = cmd
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if c, err := net.Dial("tcp", a.addr); err == nil {
+	listening := localrun.Await(30*time.Second, 20*time.Millisecond, func() bool {
+		c, err := net.Dial("tcp", a.addr)
+		if err == nil {
 			c.Close()
-			return nil
 		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(a.dir, "edge.log"))
-			return fmt.Errorf("the edge did not listen within 30s:\n%s", log)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return err == nil
+	})
+	if !listening {
+		log, _ := os.ReadFile(filepath.Join(a.dir, "edge.log"))
+		return fmt.Errorf("the edge did not listen within 30s:\n%s", log)
 	}
+	return nil
 }
 
 // startConnector starts a connector from its config file, enrolling it
@@ -217,13 +217,12 @@ resources:
 		if err != nil {
 			return err
 		}
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if _, err := os.Stat(enroll.EnrollmentFile(dir)); err == nil { // written last
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("idle connector %d did not enroll within 30s (see %s.log)", i, file)
-			}
+		enrolled := localrun.Await(30*time.Second, 20*time.Millisecond, func() bool {
+			_, err := os.Stat(enroll.EnrollmentFile(dir)) // written last
+			return err == nil
+		})
+		if !enrolled {
+			return fmt.Errorf("idle connector %d did not enroll within 30s (see %s.log)", i, file)
 		}
 		// Stopped, not killed: the edge drops its tunnel at once, before
 		// the memory is measured without it.
@@ -276,13 +275,13 @@ func stop(cmd *exec.Cmd, sig syscall.Signal) error {
 	if err := cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return err
 	}
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		if errors.Is(syscall.Kill(cmd.Process.Pid, 0), syscall.ESRCH) { // reaped by localrun
-			return nil
-		}
-		time.Sleep(5 * time.Millisecond)
+	gone := localrun.Await(10*time.Second, 5*time.Millisecond, func() bool {
+		return errors.Is(syscall.Kill(cmd.Process.Pid, 0), syscall.ESRCH) // reaped by localrun
+	})
+	if !gone {
+		return fmt.Errorf("process %d did not exit", cmd.Process.Pid)
 	}
-	return fmt.Errorf("process %d did not exit", cmd.Process.Pid)
+	return nil
 }
 
 func pid(cmd *exec.Cmd) int {

@@ -101,13 +101,13 @@ hostHeaderRewrite = "127.0.0.1"
 	if err := f.startClient(ctx); err != nil {
 		return nil, "frp rows skipped: " + err.Error()
 	}
-	deadline := time.Now().Add(30 * time.Second)
 	for _, t := range f.targets(http.DefaultClient) {
-		for err := call(ctx, t, 0, 0); err != nil; err = call(ctx, t, 0, 0) {
-			if time.Now().After(deadline) {
-				return nil, fmt.Sprintf("frp rows skipped: %s did not answer within 30s: %v", t.name, err)
-			}
-			time.Sleep(200 * time.Millisecond)
+		var err error
+		if !localrun.Await(30*time.Second, 200*time.Millisecond, func() bool {
+			err = call(ctx, t, 0, 0)
+			return err == nil
+		}) {
+			return nil, fmt.Sprintf("frp rows skipped: %s did not answer within 30s: %v", t.name, err)
 		}
 	}
 	return f, ""

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/airlockhq/airlock/internal/localrun"
 )
 
 // sessionServer is an MCP server with sessions (2025-11-25), whose
@@ -183,9 +185,7 @@ func measureSessions(ctx context.Context, name string, c *sessionClient, pids fu
 	r.rss = rssOf(pids()) - before
 	srv.broadcast()
 	want := int64(n - r.failed)
-	for deadline := time.Now().Add(30 * time.Second); heard.Load() < want && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Millisecond)
-	}
+	localrun.Await(30*time.Second, 50*time.Millisecond, func() bool { return heard.Load() >= want })
 	r.heard = heard.Load()
 	next.Store(0)
 	for range 64 {
