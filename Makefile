@@ -31,10 +31,13 @@ FUZZ_TARGETS := FuzzReadFrame:./pkg/tunnel/ FuzzParse:./pkg/mcp/ FuzzRoutingHead
 	FuzzResourcePath:./edge/ FuzzParseScope:./pkg/token/ FuzzVerifyAccess:./pkg/token/ \
 	FuzzEventReader:./agent/
 fuzz:
-	@for t in $(FUZZ_TARGETS); do \
+	@passed=0; failed=0; \
+	for t in $(FUZZ_TARGETS); do \
 		echo "== $${t%%:*} ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) "$${t#*:}" || exit 1; \
-	done
+		if $(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) "$${t#*:}"; then \
+			passed=$$((passed+1)); else failed=$$((failed+1)); fi; \
+	done; \
+	echo "fuzz: $$passed passed, $$failed failed"; [ $$failed -eq 0 ]
 
 # The MCP conformance suite against the go-sdk's conformance server,
 # directly and through Airlock, verdicts compared check by check. Installs
