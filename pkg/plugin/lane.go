@@ -105,8 +105,10 @@ type lane struct {
 // more are opened when more calls run at once, and closed after.
 const maxIdleLanes = 64
 
-// take returns an idle lane, or opens one.
-func (c *client) take() (*lane, error) {
+// take returns an idle lane, or opens one. The lane outlives the call,
+// but ctx, the call's, bounds the opening: a plugin that does not accept
+// the stream costs the call its deadline, not more.
+func (c *client) take(ctx context.Context) (*lane, error) {
 	c.mu.Lock()
 	if n := len(c.idle); n > 0 {
 		l := c.idle[n-1]
@@ -115,9 +117,17 @@ func (c *client) take() (*lane, error) {
 		return l, nil
 	}
 	c.mu.Unlock()
-	ctx, cancel := context.WithCancel(context.Background())
-	stream, err := c.conn.NewStream(ctx, &laneDesc, "/"+serviceName+"/"+laneStream,
-		grpc.CallContentSubtype("json"))
+	laneCtx, cancel := context.WithCancel(context.Background())
+	stop := context.AfterFunc(ctx, cancel)
+	stream, err := c.conn.NewStream(
+		laneCtx,
+		&laneDesc,
+		"/"+serviceName+"/"+laneStream,
+		grpc.CallContentSubtype("json"),
+	)
+	if !stop() && err == nil {
+		err = ctx.Err()
+	}
 	if err != nil {
 		cancel()
 		return nil, err
@@ -155,7 +165,7 @@ func (c *client) exchange(ctx context.Context, req *laneRequest) (*laneResponse,
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("calling %s: %w", req.Method, err)
 	}
-	l, err := c.take()
+	l, err := c.take(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("calling %s: opening a stream: %w", req.Method, err)
 	}
