@@ -38,9 +38,13 @@ const agentName = "bench-agent"
 // startAirlock builds airlock, sets up an edge with demo (the benchmark's
 // upstream) and sessions (a server with sessions) as resources, a
 // connector serving both, and an enrolled agent.
-func startAirlock(ctx context.Context, cache, work, upstream, sessions string) (*airlockRun, error) {
+func startAirlock(
+	ctx context.Context,
+	cache, work, upstream, sessions string,
+) (*airlockRun, error) {
 	bin := filepath.Join(cache, "bin", "airlock")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/airlock").CombinedOutput(); err != nil {
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/airlock")
+	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("building airlock: %v\n%s", err, out)
 	}
 	a := &airlockRun{bin: bin, dir: filepath.Join(work, "airlock"), addr: freeUDPAndTCP()}
@@ -49,7 +53,8 @@ func startAirlock(ctx context.Context, cache, work, upstream, sessions string) (
 		return nil, fmt.Errorf("airlock edge init: %v\n%s", err, out)
 	}
 	grants := `{"grants": {"tools": {"` + agentName + `": ["echo", "blob"]}}}`
-	if err := os.WriteFile(filepath.Join(data, "policy", "data.json"), []byte(grants), 0o644); err != nil {
+	grantsFile := filepath.Join(data, "policy", "data.json")
+	if err := os.WriteFile(grantsFile, []byte(grants), 0o644); err != nil {
 		return nil, err
 	}
 	edgeConf := fmt.Sprintf(`name: edge
@@ -82,7 +87,8 @@ resources:
 quic:
   max_incoming_streams: 8192
 `, a.addr, filepath.Join(a.dir, "connector-1"), upstream, sessions)
-	if err := os.WriteFile(filepath.Join(a.dir, "connector.yaml"), []byte(connConf), 0o644); err != nil {
+	connFile := filepath.Join(a.dir, "connector.yaml")
+	if err := os.WriteFile(connFile, []byte(connConf), 0o644); err != nil {
 		return nil, err
 	}
 	if err := a.startEdge(ctx); err != nil {

@@ -39,7 +39,8 @@ func measureMore(ctx context.Context, air *airlockRun, frp *frpRun, srv *session
 	airT *target, plain *http.Client) moreRows {
 	var m moreRows
 	airSessions := &sessionClient{client: air.sessions.HTTPClient(), url: air.url("sessions")}
-	m.sessions = append(m.sessions, measureSessions(ctx, "Airlock", airSessions, airT.pids, srv, sessionsN))
+	m.sessions = append(m.sessions,
+		measureSessions(ctx, "Airlock", airSessions, airT.pids, srv, sessionsN))
 	var frpTargets []*target
 	if frp != nil {
 		frpTargets = frp.targets(plain)
@@ -85,10 +86,12 @@ func measureMore(ctx context.Context, air *airlockRun, frp *frpRun, srv *session
 		m.recovery = append(m.recovery, rows...)
 	}
 
-	m.tunnels = append(m.tunnels, measureIdleTunnels(ctx, "Airlock", func() []int { return []int{pid(air.edge)} },
+	edgePID := func() []int { return []int{pid(air.edge)} }
+	m.tunnels = append(m.tunnels, measureIdleTunnels(ctx, "Airlock", edgePID,
 		idleTunnelsN, air.enrollIdle, air.startIdle, func() []int { return pids(air.conns[1:]) }))
 	if frp != nil {
-		m.tunnels = append(m.tunnels, measureIdleTunnels(ctx, "frp QUIC", func() []int { return []int{pid(frp.server)} },
+		frpsPID := func() []int { return []int{pid(frp.server)} }
+		m.tunnels = append(m.tunnels, measureIdleTunnels(ctx, "frp QUIC", frpsPID,
 			idleTunnelsN, frp.prepareIdle, frp.startIdle, func() []int { return pids(frp.idle) }))
 	}
 	return m
@@ -151,7 +154,8 @@ func (m moreRows) print() {
 			fmt.Printf("%-24s FAILED: %v\n", r.name, r.err)
 			continue
 		}
-		fmt.Printf("%-24s %23.0fKiB %19.1fMiB\n", r.name, float64(r.perTunnel)/1024, float64(r.client)/(1<<20))
+		perTunnel, client := float64(r.perTunnel)/1024, float64(r.client)/(1<<20)
+		fmt.Printf("%-24s %23.0fKiB %19.1fMiB\n", r.name, perTunnel, client)
 	}
 }
 
@@ -160,7 +164,8 @@ func (r sessionsRow) print() {
 	if r.failed > 0 {
 		status += fmt.Sprintf(", %d failed to open, first: %v", r.failed, r.firstErr)
 	}
-	fmt.Printf("%-24s %11.1fs %13.1fKiB %8s\n", r.name, r.open.Seconds(), float64(r.rss)/float64(r.n)/1024, status)
+	perSession := float64(r.rss) / float64(r.n) / 1024
+	fmt.Printf("%-24s %11.1fs %13.1fKiB %8s\n", r.name, r.open.Seconds(), perSession, status)
 }
 
 func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

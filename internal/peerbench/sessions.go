@@ -29,8 +29,9 @@ type sessionServer struct {
 }
 
 func newSessionServer() *sessionServer {
-	s := &sessionServer{srv: mcp.NewServer(&mcp.Implementation{Name: "peerbench-sessions", Version: "1.0.0"},
-		&mcp.ServerOptions{Capabilities: &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{ListChanged: true}}})}
+	impl := &mcp.Implementation{Name: "peerbench-sessions", Version: "1.0.0"}
+	tools := &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{ListChanged: true}}
+	s := &sessionServer{srv: mcp.NewServer(impl, &mcp.ServerOptions{Capabilities: tools})}
 	s.handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.srv }, nil)
 	return s
 }
@@ -59,7 +60,10 @@ type sessionClient struct {
 	host   string // Host header, for frp's HTTP mode
 }
 
-func (c *sessionClient) request(ctx context.Context, method, sid, body string) (*http.Response, error) {
+func (c *sessionClient) request(
+	ctx context.Context,
+	method, sid, body string,
+) (*http.Response, error) {
 	var r io.Reader
 	if body != "" {
 		r = strings.NewReader(body)
@@ -98,7 +102,8 @@ func (c *sessionClient) open(ctx context.Context, heard *atomic.Int64) (*session
 	if resp.StatusCode != http.StatusOK || sid == "" {
 		return nil, fmt.Errorf("initialize: status %d, session %q: %.200s", resp.StatusCode, sid, data)
 	}
-	resp, err = c.request(ctx, http.MethodPost, sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	initialized := `{"jsonrpc":"2.0","method":"notifications/initialized"}`
+	resp, err = c.request(ctx, http.MethodPost, sid, initialized)
 	if err != nil {
 		return nil, err
 	}
@@ -216,8 +221,9 @@ func rssOf(pids []int) int64 {
 		}
 		for line := range strings.Lines(string(data)) {
 			if rest, ok := strings.CutPrefix(line, "RssAnon:"); ok {
-				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-				total += kb << 10
+				kb := strings.TrimSuffix(strings.TrimSpace(rest), " kB")
+				n, _ := strconv.ParseInt(kb, 10, 64)
+				total += n << 10
 			}
 		}
 	}

@@ -298,7 +298,8 @@ func (h *Host) Decide(ctx context.Context, input map[string]any, policy PolicyDe
 		if err == nil {
 			cctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 			var resp *laneResponse
-			resp, err = c.exchange(cctx, &laneRequest{Method: "Decide", Input: input, Policy: policy})
+			req := &laneRequest{Method: "Decide", Input: input, Policy: policy}
+			resp, err = c.exchange(cctx, req)
 			if err == nil && resp.Verdict != nil {
 				v = *resp.Verdict
 			}

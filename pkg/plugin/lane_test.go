@@ -19,7 +19,8 @@ func serveEchoTwice(_ any, stream grpc.ServerStream) error {
 		if err := stream.RecvMsg(&req); err != nil {
 			return nil
 		}
-		if err := stream.SendMsg(&laneResponse{Seq: req.Seq, Verdict: &Verdict{Verdict: Allow}}); err != nil {
+		allow := &laneResponse{Seq: req.Seq, Verdict: &Verdict{Verdict: Allow}}
+		if err := stream.SendMsg(allow); err != nil {
 			return err
 		}
 		if first {
@@ -47,7 +48,8 @@ func TestLaneRefusesAnotherCallsAnswer(t *testing.T) {
 	}, echoTwice{})
 	go srv.Serve(ln)
 	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	plain := grpc.WithTransportCredentials(insecure.NewCredentials())
+	conn, err := grpc.NewClient(ln.Addr().String(), plain)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +71,8 @@ func TestLaneRefusesAnotherCallsAnswer(t *testing.T) {
 		t.Errorf("%d idle lanes after a wrong answer, want the lane closed", len(c.idle))
 	}
 	// A new lane serves the next call.
-	if resp, err := c.exchange(ctx, &laneRequest{Method: "Decide"}); err != nil || resp.Verdict.Verdict != Allow {
+	resp, err = c.exchange(ctx, &laneRequest{Method: "Decide"})
+	if err != nil || resp.Verdict.Verdict != Allow {
 		t.Errorf("third call = %+v, %v; want allow on a new lane", resp, err)
 	}
 }
