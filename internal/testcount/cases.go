@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"text/tabwriter"
 	"unicode"
 )
 
@@ -268,35 +269,28 @@ func report(w io.Writer, suite, module string, cases []testCase, s *stream) bool
 // apart. A column with a non-zero wrap is wrapped at that width; Markdown
 // backticks are left out.
 func printTable(w io.Writer, rows [][]string, wrapAt []int) {
-	cells := make([][][]string, len(rows)) // row, column, line
-	widths := make([]int, len(wrapAt))
-	for i, row := range rows {
-		cells[i] = make([][]string, len(row))
-		for j, text := range row {
-			text = strings.ReplaceAll(text, "`", "")
-			cells[i][j] = wrap(text, wrapAt[j])
-			for _, l := range cells[i][j] {
-				widths[j] = max(widths[j], len([]rune(l)))
-			}
-		}
-	}
-	for _, row := range cells {
+	var aligned strings.Builder
+	tw := tabwriter.NewWriter(&aligned, 0, 4, 2, ' ', 0)
+	for _, row := range rows {
+		cells := make([][]string, len(row)) // column, line
 		height := 0
-		for _, c := range row {
-			height = max(height, len(c))
+		for j, text := range row {
+			cells[j] = wrap(strings.ReplaceAll(text, "`", ""), wrapAt[j])
+			height = max(height, len(cells[j]))
 		}
 		for k := range height {
-			var b strings.Builder
-			for j, c := range row {
-				text := ""
+			line := make([]string, len(cells))
+			for j, c := range cells {
 				if k < len(c) {
-					text = c[k]
+					line[j] = c[k]
 				}
-				b.WriteString(text)
-				b.WriteString(strings.Repeat(" ", widths[j]-len([]rune(text))+2))
 			}
-			fmt.Fprintln(w, strings.TrimRightFunc(b.String(), unicode.IsSpace))
+			fmt.Fprintln(tw, strings.Join(line, "\t"))
 		}
+	}
+	tw.Flush()
+	for line := range strings.Lines(aligned.String()) {
+		fmt.Fprintln(w, strings.TrimRightFunc(line, unicode.IsSpace))
 	}
 }
 
