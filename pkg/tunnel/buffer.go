@@ -19,8 +19,7 @@ var (
 // little, while a large body is copied in large reads. The zero value is
 // ready to use; Release it when the copy is done.
 type BodyBuffer struct {
-	p     *[]byte
-	large bool
+	p *[]byte // from smallBodyBufs or, once grown, largeBodyBufs
 }
 
 // Bytes returns the buffer for the next read.
@@ -35,21 +34,21 @@ func (b *BodyBuffer) Bytes() []byte {
 // it filled is exchanged for a large one. Call it after the bytes were
 // used, since Bytes may change.
 func (b *BodyBuffer) Filled(n int) {
-	if b.large || b.p == nil || n < len(*b.p) {
+	if b.p == nil || len(*b.p) == largeBody || n < len(*b.p) {
 		return
 	}
 	smallBodyBufs.Put(b.p)
-	b.p, b.large = largeBodyBufs.Get().(*[]byte), true
+	b.p = largeBodyBufs.Get().(*[]byte)
 }
 
 // Release returns the buffer to its pool.
 func (b *BodyBuffer) Release() {
 	switch {
 	case b.p == nil:
-	case b.large:
+	case len(*b.p) == largeBody:
 		largeBodyBufs.Put(b.p)
 	default:
 		smallBodyBufs.Put(b.p)
 	}
-	b.p, b.large = nil, false
+	b.p = nil
 }
