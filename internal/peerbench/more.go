@@ -50,40 +50,13 @@ func measureMore(ctx context.Context, air *airlockRun, frp *frpRun, srv *session
 	}
 	m.streams = measureSessions(ctx, "Airlock", airSessions, airT.pids, srv, streamsN)
 
-	r := recoveryRow{name: "Airlock"}
-	var took []time.Duration
-	took, r.err = firstGoodCalls(ctx, []*target{airT}, func() error { return kill(air.conns[0]) },
-		air.startMain)
-	if r.err == nil {
-		r.connector = took[0]
-		took, r.err = firstGoodCalls(ctx, []*target{airT}, func() error { return kill(air.edge) },
-			air.startEdge)
-		if r.err == nil {
-			r.edge = took[0]
-		}
-	}
-	m.recovery = append(m.recovery, r)
+	m.recovery = restarts(ctx, []*target{airT},
+		restart{func() error { return kill(air.conns[0]) }, air.startMain},
+		restart{func() error { return kill(air.edge) }, air.startEdge})
 	if frp != nil {
-		rows := []recoveryRow{{name: frpTargets[0].name}, {name: frpTargets[1].name}}
-		took, err := firstGoodCalls(ctx, frpTargets, func() error { return kill(frp.client) },
-			frp.startClient)
-		for i := range rows {
-			rows[i].err = err
-			if err == nil {
-				rows[i].connector = took[i]
-			}
-		}
-		if err == nil {
-			took, err = firstGoodCalls(ctx, frpTargets, func() error { return kill(frp.server) },
-				frp.startServer)
-			for i := range rows {
-				rows[i].err = err
-				if err == nil {
-					rows[i].edge = took[i]
-				}
-			}
-		}
-		m.recovery = append(m.recovery, rows...)
+		m.recovery = append(m.recovery, restarts(ctx, frpTargets,
+			restart{func() error { return kill(frp.client) }, frp.startClient},
+			restart{func() error { return kill(frp.server) }, frp.startServer})...)
 	}
 
 	edgePID := func() []int { return []int{pid(air.edge)} }
@@ -95,6 +68,39 @@ func measureMore(ctx context.Context, air *airlockRun, frp *frpRun, srv *session
 			idleTunnelsN, frp.prepareIdle, frp.startIdle, func() []int { return pids(frp.idle) }))
 	}
 	return m
+}
+
+// restart crashes one process of a target and starts it again.
+type restart struct {
+	crash func() error
+	start func(context.Context) error
+}
+
+// restarts measures the first good call through each of targets after
+// their connector (frpc) restarts, then after their edge (frps) does.
+func restarts(ctx context.Context, targets []*target, connector, edge restart) []recoveryRow {
+	rows := make([]recoveryRow, len(targets))
+	for i, t := range targets {
+		rows[i].name = t.name
+	}
+	took, err := firstGoodCalls(ctx, targets, connector)
+	for i := range rows {
+		rows[i].err = err
+		if err == nil {
+			rows[i].connector = took[i]
+		}
+	}
+	if err != nil {
+		return rows
+	}
+	took, err = firstGoodCalls(ctx, targets, edge)
+	for i := range rows {
+		rows[i].err = err
+		if err == nil {
+			rows[i].edge = took[i]
+		}
+	}
+	return rows
 }
 
 func (m moreRows) rows() int {

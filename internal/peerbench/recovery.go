@@ -13,16 +13,15 @@ import (
 // before the row is a failure.
 const recoveryLimit = 90 * time.Second
 
-// firstGoodCalls crashes a process (crash kills it), starts it again,
-// and returns for each target the time from the start to its first good
-// call, calling every 10 ms with a 2 s timeout per call.
-func firstGoodCalls(ctx context.Context, targets []*target, crash func() error,
-	start func(context.Context) error) ([]time.Duration, error) {
-	if err := crash(); err != nil {
+// firstGoodCalls crashes a process and starts it again (r), and returns
+// for each target the time from the start to its first good call,
+// calling every 10 ms with a 2 s timeout per call.
+func firstGoodCalls(ctx context.Context, targets []*target, r restart) ([]time.Duration, error) {
+	if err := r.crash(); err != nil {
 		return nil, fmt.Errorf("killing: %w", err)
 	}
 	began := time.Now()
-	if err := start(ctx); err != nil {
+	if err := r.start(ctx); err != nil {
 		return nil, fmt.Errorf("starting again: %w", err)
 	}
 	took := make([]time.Duration, len(targets))
