@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -14,7 +15,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock/agent"
-	"github.com/airlockhq/airlock/certs/enroll"
+	"github.com/airlockhq/airlock/connector"
 	"github.com/airlockhq/airlock/internal/localrun"
 )
 
@@ -197,8 +198,8 @@ func (a *airlockRun) startMain(ctx context.Context) error {
 }
 
 // enrollIdle enrolls n more connector-1 replicas with one tunnel each,
-// serving the idle resource no one calls: each is started with a join
-// token, and stopped once its credential is on disk. Enrollment is apart
+// serving the idle resource no one calls, as a connector's first start
+// would (connector.Enroll) but without starting them: enrollment is apart
 // from the measurement, since frp has nothing like it.
 func (a *airlockRun) enrollIdle(ctx context.Context, n int) error {
 	for i := range n {
@@ -215,25 +216,16 @@ resources:
 		if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
 			return err
 		}
+		cfg, err := connector.LoadConfig(file)
+		if err != nil {
+			return err
+		}
 		tok, err := a.joinToken(ctx, "connector", "connector-1")
 		if err != nil {
 			return err
 		}
-		c, err := a.startConnector(ctx, file, tok)
-		if err != nil {
-			return err
-		}
-		enrolled := localrun.Await(30*time.Second, 20*time.Millisecond, func() bool {
-			_, err := os.Stat(enroll.EnrollmentFile(dir)) // written last
-			return err == nil
-		})
-		if !enrolled {
-			return fmt.Errorf("idle connector %d did not enroll within 30s (see %s.log)", i, file)
-		}
-		// Stopped, not killed: the edge drops its tunnel at once, before
-		// the memory is measured without it.
-		if err := terminate(c); err != nil {
-			return err
+		if err := connector.Enroll(ctx, cfg, tok, slog.New(slog.DiscardHandler)); err != nil {
+			return fmt.Errorf("enrolling idle connector %d: %w", i, err)
 		}
 		a.idle = append(a.idle, file)
 	}
@@ -268,17 +260,11 @@ func (a *airlockRun) close() {
 }
 
 // kill kills a process as a crash would and waits for it to be gone.
-func kill(cmd *exec.Cmd) error { return stop(cmd, syscall.SIGKILL) }
-
-// terminate asks a process to stop (SIGTERM), as an operator would, and
-// waits for it to be gone.
-func terminate(cmd *exec.Cmd) error { return stop(cmd, syscall.SIGTERM) }
-
-func stop(cmd *exec.Cmd, sig syscall.Signal) error {
+func kill(cmd *exec.Cmd) error {
 	if cmd == nil || cmd.Process == nil {
-		return errors.New("no process to stop")
+		return errors.New("no process to kill")
 	}
-	if err := cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	if err := cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return err
 	}
 	gone := localrun.Await(10*time.Second, 5*time.Millisecond, func() bool {
