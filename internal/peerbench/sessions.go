@@ -164,27 +164,20 @@ func measureSessions(ctx context.Context, name string, c *sessionClient, pids fu
 	before := rssOf(pids())
 	start := time.Now()
 	sessions := make([]*session, n)
-	var next atomic.Int64
 	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for range 64 {
-		wg.Go(func() {
-			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
-				s, err := c.open(ctx, &heard)
-				if err != nil {
-					mu.Lock()
-					r.failed++
-					if r.firstErr == nil {
-						r.firstErr = err
-					}
-					mu.Unlock()
-					continue
-				}
-				sessions[i] = s
-			}
-		})
-	}
-	wg.Wait()
+	inParallel(n, 64, func(i int) {
+		s, err := c.open(ctx, &heard)
+		if err == nil {
+			sessions[i] = s
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		r.failed++
+		if r.firstErr == nil {
+			r.firstErr = err
+		}
+	})
 	r.open = time.Since(start)
 	time.Sleep(time.Second) // let the last streams settle before measuring
 	r.rss = rssOf(pids()) - before
@@ -192,18 +185,26 @@ func measureSessions(ctx context.Context, name string, c *sessionClient, pids fu
 	want := int64(n - r.failed)
 	localrun.Await(30*time.Second, 50*time.Millisecond, func() bool { return heard.Load() >= want })
 	r.heard = heard.Load()
-	next.Store(0)
-	for range 64 {
+	inParallel(n, 64, func(i int) {
+		if sessions[i] != nil {
+			c.close(ctx, sessions[i])
+		}
+	})
+	return r
+}
+
+// inParallel calls fn for every index below n, with that many workers.
+func inParallel(n, workers int, fn func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
 		wg.Go(func() {
 			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
-				if sessions[i] != nil {
-					c.close(ctx, sessions[i])
-				}
+				fn(i)
 			}
 		})
 	}
 	wg.Wait()
-	return r
 }
 
 // ok reports whether every session opened and heard the broadcast.
